@@ -14,6 +14,21 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:user:<openid>                   subscriber record (hash)
     bot:scene:<openid>                  QR scenes a subscriber came from (list)
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
+    bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
+    bot:api:token-lock                  held by the one process refreshing the token (TTL 15 s)
+    bot:push:members                    subscribed openids, scored by follow time (zset)
+    bot:push:interests:<openid>         interest terms learned from questions, weighted (zset)
+    bot:push:log:<openid>               digest sends, scored by Redis server time (zset, 8 days)
+    bot:push:cs:<openid>                customer-service sends since the last message (zset, 48 h)
+    bot:push:mass:<openid>              mass sends that reached the subscriber (zset, 31 days)
+    bot:push:pending:<openid>           digests deferred by quiet hours: run id -> due (hash)
+    bot:push:due                        openids with deferred digests, scored by due time (zset)
+    bot:push:account                    every digest send of the account, 24 h sliding log (zset)
+    bot:push:account-mass               mass-send runs of the account, 24 h sliding log (zset)
+    bot:push:ledger:<run>               openid -> decision of one digest run (hash, 35 days)
+    bot:push:plan:<run>                 how far planning a run has gone (hash, 35 days)
+    bot:push:runs                       run ids, scored by their slot time (zset)
+    bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
 """
 
 from __future__ import annotations
@@ -70,9 +85,90 @@ class Keys:
         return f"{PREFIX}:events:{kind}"
 
     @staticmethod
+    def api_token() -> str:
+        """The one WeChat access token every process shares."""
+        return f"{PREFIX}:api:token"
+
+    @staticmethod
+    def api_token_lock() -> str:
+        """Held by the process that is fetching a new access token."""
+        return f"{PREFIX}:api:token-lock"
+
+    @staticmethod
+    def push_members() -> str:
+        """Subscribed openids (zset scored by follow time): the digests' audience."""
+        return f"{PREFIX}:push:members"
+
+    @staticmethod
+    def push_interests(openid: str) -> str:
+        """Interest terms learned from a subscriber's questions (zset of weights)."""
+        return f"{PREFIX}:push:interests:{openid}"
+
+    @staticmethod
+    def push_log(openid: str) -> str:
+        """A subscriber's digest sends, scored by Redis server time (the caps' sliding log)."""
+        return f"{PREFIX}:push:log:{openid}"
+
+    @staticmethod
+    def push_cs(openid: str) -> str:
+        """Customer-service sends to a subscriber since their last message (48 h window quota)."""
+        return f"{PREFIX}:push:cs:{openid}"
+
+    @staticmethod
+    def push_mass(openid: str) -> str:
+        """Mass sends that reached a subscriber (a service account's 4 per month)."""
+        return f"{PREFIX}:push:mass:{openid}"
+
+    @staticmethod
+    def push_pending(openid: str) -> str:
+        """Digests deferred for a subscriber by quiet hours: run id -> due time."""
+        return f"{PREFIX}:push:pending:{openid}"
+
+    @staticmethod
+    def push_due() -> str:
+        """Openids with deferred digests, scored by the earliest due time."""
+        return f"{PREFIX}:push:due"
+
+    @staticmethod
+    def push_account() -> str:
+        """Every digest send of the account over the last 24 h (sliding log)."""
+        return f"{PREFIX}:push:account"
+
+    @staticmethod
+    def push_account_mass() -> str:
+        """Mass-send runs of the account over the last 24 h (a subscription account has 1)."""
+        return f"{PREFIX}:push:account-mass"
+
+    @staticmethod
+    def push_ledger(run: str) -> str:
+        """openid -> decision for one digest run; reserved before any API call."""
+        return f"{PREFIX}:push:ledger:{run}"
+
+    @staticmethod
+    def push_plan(run: str) -> str:
+        """Planning progress of one digest run (chunks enqueued, done)."""
+        return f"{PREFIX}:push:plan:{run}"
+
+    @staticmethod
+    def push_runs() -> str:
+        """Digest run ids, scored by their slot time."""
+        return f"{PREFIX}:push:runs"
+
+    @staticmethod
+    def push_report(day: str) -> str:
+        """Decisions of one UTC day, ``<digest>|<reason>`` -> count."""
+        return f"{PREFIX}:push:report:{day}"
+
+    @staticmethod
     def personal(openid: str) -> list[str]:
         """Every key holding one subscriber's personal data (purged on unsubscribe)."""
-        return [Keys.user(openid), Keys.session(openid), Keys.scenes(openid)]
+        return [
+            Keys.user(openid),
+            Keys.session(openid),
+            Keys.scenes(openid),
+            Keys.push_interests(openid),
+            Keys.push_pending(openid),
+        ]
 
 
 # --- the embedded server ------------------------------------------------------------------------
