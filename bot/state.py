@@ -168,6 +168,7 @@ class Keys:
             Keys.scenes(openid),
             Keys.push_interests(openid),
             Keys.push_pending(openid),
+            Keys.push_cs(openid),
         ]
 
 

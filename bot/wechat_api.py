@@ -77,6 +77,11 @@ class ApiError(Exception):
         """The platform refuses this send for good: drop it, never retry."""
         return self.code in REFUSALS
 
+    @property
+    def retryable(self) -> bool:
+        """Nothing reached the subscriber and the same call may succeed later."""
+        return self.retry_later
+
 
 class ApiUnreachable(ApiError):
     """No usable answer: the request failed, timed out, or the body was not JSON."""
@@ -84,6 +89,11 @@ class ApiUnreachable(ApiError):
     def __init__(self, message: str, maybe_delivered: bool) -> None:
         super().__init__(UNREACHABLE, message)
         self.maybe_delivered = maybe_delivered
+
+    @property
+    def retryable(self) -> bool:
+        """Retry only when the request surely never reached WeChat (else it may be a duplicate)."""
+        return not self.maybe_delivered
 
 
 class WeChatApi:

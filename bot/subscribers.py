@@ -1,0 +1,336 @@
+"""Subscribers: their record, preferences, interaction windows, interests and chat commands.
+
+The handlers call one function per thing that happens (:func:`on_follow`, :func:`on_unfollow`,
+:func:`on_activity`, :func:`learn`) and :func:`chat_command` before answering a text; the push
+jobs read the record through :func:`record`. The record is the hash ``Keys.user(openid)``::
+
+    subscribed  "1" while following            since      follow time
+    lang        zh or en (last command/question)
+    digests     "on" or "off" (退订 / 订阅)      per_day, per_week   the subscriber's own caps
+    quiet       "22-8", or "off"                tz         an IANA zone (default: the account's)
+    last_msg    last message (opens the 48 h customer-service window)
+    last_act    last follow, scan or click (opens the 1 min window)
+    last_seen   last of either (90 days of silence stop digests)
+    cursor:<digest>   publication time of the newest article the subscriber's last digest covered
+
+Customer-service sends are logged in ``Keys.push_cs`` so the push rules (and the late replies,
+through :func:`record_cs_send`) know how much of the platform's window quota is left.
+Unsubscribing deletes every key of ``Keys.personal`` and cancels deferred digests; only the
+digest send log stays, until its TTL, because it is what keeps a quick re-follow within the caps.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import redis
+
+from bot import clock
+from bot.config import Config, Limits
+from bot.state import Keys
+
+MESSAGE_WINDOW = 48 * 3600
+"""Seconds after a user message during which customer-service messages may be sent."""
+
+MESSAGE_WINDOW_SENDS = 5
+"""Customer-service messages allowed within that window."""
+
+EVENT_WINDOW = 60
+"""Seconds after a follow, scan or click during which customer-service messages may be sent."""
+
+EVENT_WINDOW_SENDS = 3
+"""Customer-service messages allowed within that window."""
+
+INTERESTS_KEPT = 50
+"""How many interest terms a subscriber keeps (the strongest)."""
+
+ACTIVITIES = ("message", "follow", "scan", "click")
+"""What :func:`on_activity` records: a message opens the 48 h window, the rest the 1 min one."""
+
+
+def record(r: redis.Redis, openid: str) -> dict[str, str]:
+    """The subscriber's record (empty when unknown or unsubscribed)."""
+    return r.hgetall(Keys.user(openid))
+
+
+def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True) -> None:
+    """A follow (``scene`` from a QR code when given): subscribed, digests on by default."""
+    now = clock.now()
+    fields = {
+        "subscribed": "1",
+        "since": f"{now:.3f}",
+        "last_act": f"{now:.3f}",
+        "last_seen": f"{now:.3f}",
+    }
+    if scene:
+        fields["scene"] = scene
+    pipe = r.pipeline()
+    pipe.hset(Keys.user(openid), mapping=fields)
+    pipe.hsetnx(Keys.user(openid), "digests", "on" if digests else "off")
+    pipe.zadd(Keys.push_members(), {openid: now})
+    pipe.execute()
+
+
+def on_unfollow(r: redis.Redis, openid: str) -> None:
+    """Unfollowed: purge personal data and cancel queued (deferred) digests."""
+    pipe = r.pipeline()
+    pipe.delete(*Keys.personal(openid))
+    pipe.zrem(Keys.push_members(), openid)
+    pipe.zrem(Keys.push_due(), openid)
+    pipe.execute()
+
+
+def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
+    """Any user message (``message``) or follow/scan/click: last interaction and windows.
+
+    A message from someone the bot has no record of (a follower from before the bot existed)
+    makes them a subscriber with the defaults.
+    """
+    if kind not in ACTIVITIES:
+        raise ValueError(f"unknown activity {kind!r}; expected one of {', '.join(ACTIVITIES)}")
+    now = f"{clock.now():.3f}"
+    key = Keys.user(openid)
+    if not r.hexists(key, "subscribed"):
+        on_follow(r, openid)
+    pipe = r.pipeline()
+    pipe.hset(key, mapping={"last_seen": now, "last_msg" if kind == "message" else "last_act": now})
+    pipe.execute()
+
+
+def record_cs_send(r: redis.Redis, openid: str) -> None:
+    """Note a customer-service message sent outside the digests (e.g. a late reply)."""
+    now = clock.now()
+    pipe = r.pipeline()
+    pipe.zadd(Keys.push_cs(openid), {f"{now:.6f}:{secrets.token_hex(3)}": now})
+    pipe.expire(Keys.push_cs(openid), MESSAGE_WINDOW)
+    pipe.execute()
+
+
+def cs_remaining(r: redis.Redis, openid: str) -> int:
+    """Customer-service messages the platform would still accept for ``openid`` right now."""
+    now = clock.now()
+    user = record(r, openid)
+    best = 0
+    for field, window, sends in (
+        ("last_msg", MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS),
+        ("last_act", EVENT_WINDOW, EVENT_WINDOW_SENDS),
+    ):
+        opened = float(user.get(field) or 0)
+        if opened and now - opened <= window:
+            used = r.zcount(Keys.push_cs(openid), opened, "+inf")
+            best = max(best, sends - used)
+    return best
+
+
+def learn(r: redis.Redis, openid: str, terms: Iterable[str], lang: str = "") -> None:
+    """Strengthen the interest terms of a question (the analyzer's tokens); keep the top ones."""
+    key = Keys.push_interests(openid)
+    unique = {t for t in terms if t.strip()}
+    pipe = r.pipeline()
+    for term in unique:
+        pipe.zincrby(key, 1, term)
+    pipe.zremrangebyrank(key, 0, -INTERESTS_KEPT - 1)
+    if lang in ("zh", "en"):
+        pipe.hset(Keys.user(openid), "lang", lang)
+    pipe.execute()
+
+
+def interests(r: redis.Redis, openid: str) -> dict[str, float]:
+    """The subscriber's interest terms and weights."""
+    return dict(r.zrange(Keys.push_interests(openid), 0, -1, withscores=True))
+
+
+# --- preferences --------------------------------------------------------------------------------
+
+
+class Preferences:
+    """What a subscriber chose, with the account's limits filling the gaps and bounding them."""
+
+    def __init__(self, user: dict[str, str], limits: Limits, account_tz: str) -> None:
+        self.digests = user.get("digests", "on") == "on"
+        self.per_day = min(_int(user.get("per_day"), limits.per_day), limits.per_day)
+        self.per_week = min(_int(user.get("per_week"), limits.per_week), limits.per_week)
+        self.per_day = min(self.per_day, self.per_week)
+        self.tz = user.get("tz") or account_tz
+        quiet = user.get("quiet") or f"{limits.quiet_start}-{limits.quiet_end}"
+        self.quiet: tuple[int, int] | None = None if quiet == "off" else _hours(quiet)
+        self.lang = user.get("lang") or "zh"
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _hours(text: str) -> tuple[int, int] | None:
+    start, _, end = text.partition("-")
+    try:
+        return int(start), int(end)
+    except ValueError:
+        return None
+
+
+def preferences(r: redis.Redis, openid: str, config: Config) -> Preferences:
+    """The subscriber's effective preferences."""
+    return Preferences(record(r, openid), config.push.limits, config.account.timezone)
+
+
+# --- chat commands ------------------------------------------------------------------------------
+
+_COMMANDS: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r"^(退订|td)$", re.I), "stop", "zh"),
+    (re.compile(r"^(stop|unsubscribe)$", re.I), "stop", "en"),
+    (re.compile(r"^订阅$"), "start", "zh"),
+    (re.compile(r"^(start|subscribe)$", re.I), "start", "en"),
+    (re.compile(r"^设置$"), "settings", "zh"),
+    (re.compile(r"^settings?$", re.I), "settings", "en"),
+    (re.compile(r"^帮助$"), "help", "zh"),
+    (re.compile(r"^help$", re.I), "help", "en"),
+    (re.compile(r"^忘记我$"), "forget", "zh"),
+    (re.compile(r"^forget\s+me$", re.I), "forget", "en"),
+    (re.compile(r"^频率\s*(?P<arg>.*)$"), "frequency", "zh"),
+    (re.compile(r"^frequency\b\s*(?P<arg>.*)$", re.I), "frequency", "en"),
+    (re.compile(r"^免打扰\s*(?P<arg>.*)$"), "quiet", "zh"),
+    (re.compile(r"^quiet\b\s*(?P<arg>.*)$", re.I), "quiet", "en"),
+    (re.compile(r"^时区\s*(?P<arg>.*)$"), "timezone", "zh"),
+    (re.compile(r"^(timezone|time\s+zone)\b\s*(?P<arg>.*)$", re.I), "timezone", "en"),
+]
+
+_TEXTS = {
+    "stop": ("已退订推送，不会再收到摘要。发送「订阅」可恢复。",
+             "Digests stopped: you will get no more. Send 'start' to resume."),
+    "stop-again": ("你已经退订了推送。发送「订阅」可恢复。",
+                   "Digests are already off. Send 'start' to resume."),
+    "start": ("已恢复推送。", "Digests are on again."),
+    "forget": ("已忘记你的兴趣和提问记录。", "I have forgotten your interests and questions."),
+    "frequency-bad": ("请发送「频率 N」，N 为每周 1 到 {week} 篇（每天最多 {day} 篇）。",
+                      "Send 'frequency N' with N from 1 to {week} digests a week ({day} a day)."),
+    "frequency": ("好的：每周最多 {week} 篇，每天最多 {day} 篇。",
+                  "OK: at most {week} digests a week, {day} a day."),
+    "quiet-bad": ("请发送「免打扰 22-8」（0 到 23 点），或「免打扰 关」。",
+                  "Send 'quiet 22-8' (hours 0 to 23), or 'quiet off'."),
+    "quiet": ("好的：{start}:00 到 {end}:00 不推送。",
+              "OK: nothing between {start}:00 and {end}:00."),
+    "quiet-off": ("已关闭免打扰。", "Quiet hours are off."),
+    "timezone-bad": ("不认识时区「{zone}」，请用 Asia/Shanghai 这样的名称。",
+                     "Unknown time zone '{zone}'; use a name like Europe/London."),
+    "timezone": ("时区已设为 {zone}。", "Time zone set to {zone}."),
+    "help": (
+        "直接提问，我从文章里找答案。推送命令：\n"
+        "「退订」停止推送 ·「订阅」恢复 ·「设置」查看设置\n"
+        "「频率 2」每周最多 2 篇 ·「免打扰 22-8」·「时区 Asia/Shanghai」\n"
+        "「忘记我」清除兴趣记录",
+        "Ask a question and I quote our articles. Digest commands:\n"
+        "'stop' ends digests · 'start' resumes · 'settings' shows them\n"
+        "'frequency 2' at most 2 a week · 'quiet 22-8' · 'timezone Europe/London'\n"
+        "'forget me' clears what I learned about your interests",
+    ),
+}
+
+_OFF_WORDS = frozenset({"off", "关", "关闭", "无", "none"})
+
+
+def _say(name: str, lang: str, **values: object) -> str:
+    zh, en = _TEXTS[name]
+    return (zh if lang == "zh" else en).format(**values)
+
+
+def parse_command(text: str) -> tuple[str, str, str] | None:
+    """(command, language, argument) when ``text`` is a digest chat command."""
+    stripped = " ".join(text.split())
+    for pattern, name, lang in _COMMANDS:
+        match = pattern.match(stripped)
+        if match:
+            return name, lang, (match.groupdict().get("arg") or "").strip()
+    return None
+
+
+def chat_command(r: redis.Redis, openid: str, text: str, config: Config) -> str | None:
+    """The answer to a digest chat command, in the language it was typed in; None otherwise."""
+    parsed = parse_command(text)
+    if parsed is None:
+        return None
+    name, lang, arg = parsed
+    key = Keys.user(openid)
+    if not r.hexists(key, "subscribed"):
+        on_follow(r, openid)
+    r.hset(key, "lang", lang)
+    limits = config.push.limits
+    if name == "stop":
+        was_on = r.hget(key, "digests") != "off"
+        r.hset(key, "digests", "off")
+        r.delete(Keys.push_pending(openid))
+        r.zrem(Keys.push_due(), openid)
+        return _say("stop" if was_on else "stop-again", lang)
+    if name == "start":
+        r.hset(key, "digests", "on")
+        return _say("start", lang)
+    if name == "settings":
+        return settings_text(r, openid, config, lang)
+    if name == "help":
+        return _say("help", lang)
+    if name == "forget":
+        r.delete(Keys.push_interests(openid), Keys.session(openid))
+        return _say("forget", lang)
+    if name == "frequency":
+        return _frequency(r, key, arg, limits, lang)
+    if name == "quiet":
+        return _quiet(r, key, arg, lang)
+    return _timezone(r, key, arg, lang)
+
+
+def _frequency(r: redis.Redis, key: str, arg: str, limits: Limits, lang: str) -> str:
+    if not arg.isdigit() or not 1 <= int(arg) <= limits.per_week:
+        return _say("frequency-bad", lang, week=limits.per_week, day=limits.per_day)
+    week = int(arg)
+    day = min(week, limits.per_day)
+    r.hset(key, mapping={"per_week": week, "per_day": day})
+    return _say("frequency", lang, week=week, day=day)
+
+
+def _quiet(r: redis.Redis, key: str, arg: str, lang: str) -> str:
+    if arg.casefold() in _OFF_WORDS:
+        r.hset(key, "quiet", "off")
+        return _say("quiet-off", lang)
+    match = re.fullmatch(r"(\d{1,2})\s*[-~到至]\s*(\d{1,2})", arg)
+    if not match:
+        return _say("quiet-bad", lang)
+    start, end = int(match.group(1)), int(match.group(2))
+    if start > 23 or end > 23 or start == end:
+        return _say("quiet-bad", lang)
+    r.hset(key, "quiet", f"{start}-{end}")
+    return _say("quiet", lang, start=start, end=end)
+
+
+def _timezone(r: redis.Redis, key: str, arg: str, lang: str) -> str:
+    try:
+        ZoneInfo(arg)
+    except (ZoneInfoNotFoundError, ValueError):
+        return _say("timezone-bad", lang, zone=arg or "?")
+    r.hset(key, "tz", arg)
+    return _say("timezone", lang, zone=arg)
+
+
+def settings_text(r: redis.Redis, openid: str, config: Config, lang: str = "") -> str:
+    """The subscriber's current preferences, in their language (设置 / settings, menu action)."""
+    prefs = preferences(r, openid, config)
+    lang = lang or prefs.lang
+    quiet = f"{prefs.quiet[0]}:00-{prefs.quiet[1]}:00" if prefs.quiet else None
+    if lang == "zh":
+        return "\n".join([
+            "推送：" + ("开" if prefs.digests else "关（发送「订阅」恢复）"),
+            f"频率：每天最多 {prefs.per_day} 篇，每周最多 {prefs.per_week} 篇",
+            "免打扰：" + (quiet or "关"),
+            f"时区：{prefs.tz}",
+        ])
+    return "\n".join([
+        "Digests: " + ("on" if prefs.digests else "off (send 'start' to resume)"),
+        f"Frequency: at most {prefs.per_day} a day, {prefs.per_week} a week",
+        "Quiet hours: " + (quiet or "off"),
+        f"Time zone: {prefs.tz}",
+    ])
