@@ -1,0 +1,11 @@
+"""The local WeChat: a fake platform for trying the account and for every test and benchmark.
+
+- :mod:`~bot.simulator.platform`  the platform's rules (tokens, windows, quotas, error codes)
+- :mod:`~bot.simulator.deliveries`  the delivery log of accepted pushes (JSON lines, live feed)
+- :mod:`~bot.simulator.api`  the fake WeChat API over HTTP (``python -m bot sim api``)
+- :mod:`~bot.simulator.page`  the web chat page served by the same process
+- :mod:`~bot.simulator.actions`  what a subscriber can do (chat lines and slash commands)
+- :mod:`~bot.simulator.driver`  posts to the webhook as WeChat does (timeouts, re-deliveries)
+- :mod:`~bot.simulator.chat`  the terminal chat (``python -m bot sim chat``)
+- :mod:`~bot.simulator.commands`  the ``sim`` command group
+"""

@@ -1,0 +1,203 @@
+"""``python -m bot sim ...``: the fake API with its chat page, one exchange, a chat REPL."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot import clock
+from bot.config import ConfigError, load_config
+from bot.settings import MODES, Settings, SettingsError
+from bot.simulator.actions import ActionError, parse_action
+from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, api_reporter
+
+DEFAULT_WEBHOOK = "http://127.0.0.1:8700/wechat"
+
+
+def _settings(mode: str | None = None) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return dataclasses.replace(settings, mode=mode) if mode else settings
+
+
+def _install_clock(now: str | None, speed: float | None) -> clock.VirtualClock | None:
+    """Install a virtual clock when ``--now`` or ``--speed`` is given."""
+    if now is None and speed is None:
+        return None
+    start = time.time()
+    if now is not None:
+        try:
+            moment = datetime.fromisoformat(now)
+        except ValueError:
+            raise click.BadParameter(f"{now!r} is not ISO 8601", param_hint="--now") from None
+        if moment.tzinfo is None:
+            raise click.BadParameter("give an offset, e.g. 2026-01-05T09:00:00+08:00",
+                                     param_hint="--now")
+        start = moment.timestamp()
+    virtual = clock.VirtualClock(start=start, speed=1.0 if speed is None else speed)
+    clock.install(virtual)
+    return virtual
+
+
+def clock_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--now`` and ``--speed``: run on virtual time."""
+    command = click.option("--speed", type=click.FloatRange(min=0), default=None,
+                           help="Virtual seconds per real second (0 freezes the clock).")(command)
+    return click.option("--now", default=None, metavar="ISO8601",
+                        help="Virtual start time, e.g. 2026-01-05T09:00:00+08:00.")(command)
+
+
+def driver_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that talk to the webhook."""
+    for option in reversed([
+        click.option("--user", default="alice", show_default=True,
+                     help="The simulated subscriber (each name has its own stable openid)."),
+        click.option("--url", default=DEFAULT_WEBHOOK, show_default=True,
+                     envvar="BOT_WEBHOOK_URL", help="The webhook to post to."),
+        click.option("--mode", type=click.Choice(MODES), default=None,
+                     help="Message mode (default: WECHAT_MODE)."),
+        click.option("--api", "api_base", default=None,
+                     help="Fake API to tell what the subscriber does (default: WECHAT_API_BASE)."),
+        click.option("--no-report", is_flag=True,
+                     help="Do not tell the fake API (e.g. against a real WeChat API base)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=DELIVERY_TIMEOUT,
+                     show_default=True, help="Seconds to wait for one delivery."),
+        click.option("--deliveries", type=click.IntRange(min=1), default=DELIVERIES,
+                     show_default=True, help="Deliveries of one message in all (with retries)."),
+    ]):
+        command = option(command)
+    return clock_options(command)
+
+
+def _driver(url: str, mode: str | None, api_base: str | None, no_report: bool, timeout: float,
+            deliveries: int) -> tuple[Driver, str | None]:
+    settings = _settings(mode)
+    base = None if no_report else (api_base or settings.api_base).rstrip("/")
+    report = api_reporter(base) if base else None
+    return Driver(url, settings, report=report, timeout=timeout, deliveries=deliveries), base
+
+
+@click.group()
+def sim() -> None:
+    """The local WeChat: fake API and chat page, one exchange, a chat in the terminal."""
+
+
+@sim.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8701, show_default=True, envvar="BOT_SIM_PORT")
+@click.option("--webhook", default=DEFAULT_WEBHOOK, show_default=True, envvar="BOT_WEBHOOK_URL",
+              help="Where the chat page posts and job-finish events go.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Delivery log (JSON lines). Default: BOT_DATA_DIR/sim/deliveries.jsonl.")
+@click.option("--account-type", type=click.Choice(["subscription", "service"]), default=None,
+              help="Account type for quotas (default: config/account.yaml).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DELIVERY_TIMEOUT,
+              show_default=True, help="Seconds the page's deliveries wait.")
+@clock_options
+def api(host: str, port: int, webhook: str, log_path: Path | None, account_type: str | None,
+        timeout: float, now: str | None, speed: float | None) -> None:
+    """Serve the fake WeChat API and the chat page (Ctrl-C stops)."""
+    from werkzeug.serving import make_server
+
+    from bot.simulator.api import create_api
+
+    settings = _settings()
+    try:
+        config = load_config(settings.config_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    virtual = _install_clock(now, speed)
+    log_path = log_path or settings.data_dir / "sim" / "deliveries.jsonl"
+    app = create_api(
+        settings,
+        webhook_url=webhook,
+        log_path=log_path,
+        account_type=account_type or config.account.type,
+        timezone=config.account.timezone,
+        menu_fallback=config.menu.to_api() if config.menu.buttons else None,
+        timeout=timeout,
+        virtual_clock=virtual,
+    )
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    click.echo(f"WeChat simulator: chat page http://{host}:{port}/ (fake API {settings.appid}, "
+               f"webhook {webhook}, {settings.mode} mode)")
+    click.echo(f"delivery log: {log_path}")
+    if virtual is not None:
+        click.echo(f"virtual time from {datetime.fromtimestamp(virtual.now()).astimezone()}"
+                   f" at {virtual.speed}x")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        click.echo("simulator stopped")
+
+
+@sim.command()
+@click.argument("text")
+@driver_options
+@click.option("--json", "as_json", is_flag=True, help="Print the exchange as JSON.")
+def send(text: str, user: str, url: str, mode: str | None, api_base: str | None,
+         no_report: bool, timeout: float, deliveries: int, now: str | None,
+         speed: float | None, as_json: bool) -> None:
+    """Do one exchange (TEXT is a message or a slash command) and print the reply."""
+    _install_clock(now, speed)
+    try:
+        action = parse_action(text)
+    except ActionError as exc:
+        raise click.UsageError(str(exc)) from None
+    driver, _ = _driver(url, mode, api_base, no_report, timeout, deliveries)
+    exchange = driver.act(user, action)
+    if as_json:
+        summary = exchange.to_json()
+        click.echo(json.dumps({k: summary[k] for k in
+                               ("user", "sent", "reply_type", "text", "shown", "problem", "ms",
+                                "deliveries")}, ensure_ascii=False))
+    else:
+        from bot.simulator.chat import describe
+
+        click.echo(describe(exchange))
+    if exchange.problem:
+        sys.exit(1)
+
+
+@sim.command()
+@driver_options
+def chat(user: str, url: str, mode: str | None, api_base: str | None, no_report: bool,
+         timeout: float, deliveries: int, now: str | None, speed: float | None) -> None:
+    """Chat with the account as one subscriber; pushes appear as they arrive."""
+    from bot.simulator.chat import run_chat
+
+    _install_clock(now, speed)
+    driver, base = _driver(url, mode, api_base, no_report, timeout, deliveries)
+
+    def typed() -> Iterator[str]:
+        while True:
+            try:
+                yield input(f"{user}> ")
+            except EOFError:
+                return
+
+    try:
+        run_chat(driver, user, typed(), click.echo, api_base=base)
+    except KeyboardInterrupt:
+        click.echo("")
+
+
+COMMANDS = [sim]

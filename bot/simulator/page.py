@@ -1,0 +1,98 @@
+"""The web chat page: a phone-like chat with the account for several simulated subscribers.
+
+Served by the ``sim api`` process at ``/`` (template ``templates/chat.html``, script
+``static/chat.js``). The page sends through the server's :class:`~bot.simulator.driver.Driver`
+(which signs and posts to the webhook as WeChat does) and hears pushes over server-sent events::
+
+    GET  /                         the page
+    POST /sim/act   {"user", "line"}   one chat line or slash command -> the exchange as JSON
+    GET  /sim/menu                 the menu the phone shows (created one, else the configured one)
+    GET  /sim/stream?after=SEQ     server-sent events: one ``delivery`` per accepted push
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from bot.simulator.actions import USAGE, ActionError, parse_action
+
+bp = Blueprint("page", __name__)
+
+DEFAULT_USERS = ("alice", "bob", "carol")
+"""Subscribers the page offers before any other is added."""
+
+KEEPALIVE_SECONDS = 15.0
+"""How often an idle event stream sends a comment so proxies keep it open."""
+
+USER_NAME = re.compile(r"^[A-Za-z0-9_\-\u4e00-\u9fff]{1,32}$")
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The chat page."""
+    driver = current_app.extensions["sim.driver"]
+    return render_template(
+        "chat.html",
+        users=list(DEFAULT_USERS),
+        webhook=driver.url if driver else "",
+        mode=driver.settings.mode if driver else "",
+        usage=USAGE.strip(),
+    )
+
+
+@bp.post("/sim/act")
+def act() -> ResponseReturnValue:
+    """Do one action as one subscriber and return the exchange."""
+    body = request.get_json(silent=True) or {}
+    user, line = body.get("user"), body.get("line")
+    if not isinstance(user, str) or not USER_NAME.match(user):
+        return jsonify(error="user must be 1-32 letters, digits, - or _"), 400
+    if not isinstance(line, str):
+        return jsonify(error="line must be text"), 400
+    driver = current_app.extensions["sim.driver"]
+    if driver is None:
+        return jsonify(error="no webhook: start the simulator with --webhook URL"), 409
+    try:
+        action = parse_action(line)
+    except ActionError as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(driver.act(user, action).to_json())
+
+
+@bp.get("/sim/menu")
+def menu() -> ResponseReturnValue:
+    """The menu buttons for the phone: ``{"button": [...], "created": bool}``."""
+    platform = current_app.extensions["sim.platform"]
+    if platform.menu is not None:
+        return jsonify(button=platform.menu["button"], created=True)
+    fallback: dict[str, Any] | None = current_app.extensions["sim.menu_fallback"]
+    return jsonify(button=(fallback or {}).get("button", []), created=False)
+
+
+@bp.get("/sim/stream")
+def stream() -> ResponseReturnValue:
+    """Server-sent events: every delivery after ``after`` (or ``Last-Event-ID``), then live."""
+    start = request.headers.get("Last-Event-ID") or request.args.get("after", "0")
+    if not start.isdigit():
+        return jsonify(error="after must be a delivery seq number"), 400
+    log = current_app.extensions["sim.platform"].log
+
+    def events() -> Iterator[str]:
+        seq = int(start)
+        yield "retry: 1000\n\n"
+        while True:
+            for entry in log.since(seq):
+                seq = entry["seq"]
+                data = json.dumps(entry, ensure_ascii=False)
+                yield f"id: {seq}\nevent: delivery\ndata: {data}\n\n"
+            if not log.wait(seq, KEEPALIVE_SECONDS):
+                yield ": keepalive\n\n"
+
+    return Response(events(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
