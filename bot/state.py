@@ -14,6 +14,7 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:user:<openid>                   subscriber record (hash)
     bot:scene:<openid>                  QR scenes a subscriber came from (list)
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
+    bot:content:generation              bumped by `content reload`: web processes rescan content/
     bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
     bot:api:token-lock                  held by the one process refreshing the token (TTL 15 s)
     bot:push:members                    subscribed openids, scored by follow time (zset)
@@ -63,6 +64,11 @@ class Keys:
     def lock(openid: str, delivery: str) -> str:
         """Held while one delivery is being answered."""
         return f"{PREFIX}:lock:{openid}:{delivery}"
+
+    @staticmethod
+    def content_generation() -> str:
+        """A counter `content reload` bumps so every process rescans content/."""
+        return f"{PREFIX}:content:generation"
 
     @staticmethod
     def session(openid: str) -> str:

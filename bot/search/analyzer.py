@@ -1,0 +1,157 @@
+"""Text analysis: the same tokens for what operators write and what subscribers ask.
+
+A text is folded first: NFKC turns full-width ``ＷｅＣｈａｔ１２３`` into ``WeChat123``,
+OpenCC turns traditional characters into simplified ones, English is lower-cased. Then jieba
+cuts it in search mode (``微信公众平台`` gives ``微信 公众 平台``), English words are
+stemmed (Snowball), stopwords are dropped, and every word or phrase of a synonym group becomes
+the group's first entry, so ``WeChat``, ``weixin`` and ``微信`` are one token and a question
+in one wording finds a passage in another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import jieba
+import opencc
+import snowballstemmer
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LATIN = re.compile(r"[A-Za-z]")
+WORD = re.compile(r"[0-9a-z]+(?:['’][a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+ANALYZER_VERSION = "1"
+"""Bumped when tokens change for the same input, so persisted indexes are rebuilt."""
+
+_fold_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def fold(text: str) -> str:
+    """Full-width to half-width, traditional to simplified Chinese, lower case."""
+    text = unicodedata.normalize("NFKC", text)
+    if CJK.search(text):
+        with _fold_lock:  # one OpenCC converter shared by the threads of a worker
+            text = _converter().convert(text)
+    return text.lower()
+
+
+def language_of(text: str) -> str:
+    """``"zh"`` when the text is mostly Chinese, else ``"en"`` (a Chinese character ~ 4 letters)."""
+    folded = unicodedata.normalize("NFKC", text)
+    cjk = len(CJK.findall(folded))
+    latin = len(LATIN.findall(folded))
+    if cjk == 0 and latin == 0:
+        return "zh"
+    return "zh" if cjk * 4 >= latin else "en"
+
+
+def _read_words(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+class Analyzer:
+    """Turns text into index tokens with a user dictionary, stopwords and synonyms.
+
+    ``config_dir/search/`` may hold ``userdict.txt`` (jieba's format: ``word [freq] [tag]``),
+    ``stopwords.txt`` (one a line) and ``synonyms.yaml`` (see :mod:`bot.search.options`).
+    """
+
+    def __init__(
+        self,
+        userdict: Path | None = None,
+        stopwords: Iterable[str] = (),
+        synonyms: Iterable[Iterable[str]] = (),
+    ) -> None:
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        digest = hashlib.sha256(ANALYZER_VERSION.encode())
+        if userdict is not None and userdict.exists():
+            self._jieba.load_userdict(str(userdict))
+            digest.update(userdict.read_bytes())
+        self._stemmer = snowballstemmer.stemmer("english")
+        self._lock = threading.Lock()
+        self.stopwords = frozenset(fold(word) for word in stopwords)
+        digest.update("\n".join(sorted(self.stopwords)).encode())
+        self._single: dict[str, str] = {}
+        self._phrases: dict[tuple[str, ...], str] = {}
+        groups = [list(group) for group in synonyms]
+        for group in groups:  # Chinese entries must stay whole words for jieba
+            for entry in group:
+                entry = fold(entry).strip()
+                if CJK.search(entry) and " " not in entry:
+                    self._jieba.add_word(entry, freq=50000)
+        for group in groups:
+            keys = [self._words(fold(entry)) for entry in group]
+            keys = [key for key in keys if key]
+            if not keys:
+                continue
+            canonical = "".join(keys[0]) if CJK.search(keys[0][0]) else "_".join(keys[0])
+            for key in keys:
+                if len(key) == 1:
+                    self._single[key[0]] = canonical
+                else:
+                    self._phrases[tuple(key)] = canonical
+            digest.update(("|".join(" ".join(k) for k in keys) + "\n").encode())
+        self._longest = max((len(k) for k in self._phrases), default=1)
+        self.fingerprint = digest.hexdigest()[:16]
+
+    @classmethod
+    def from_config(cls, config_dir: Path) -> Analyzer:
+        """The analyzer configured by ``config_dir/search/`` (each file optional)."""
+        from bot.search.options import load_synonyms
+
+        folder = config_dir / "search"
+        return cls(
+            userdict=folder / "userdict.txt",
+            stopwords=_read_words(folder / "stopwords.txt"),
+            synonyms=load_synonyms(folder / "synonyms.yaml"),
+        )
+
+    def _words(self, folded: str) -> list[str]:
+        """Segment already-folded text into stemmed words, stopwords removed."""
+        with self._lock:  # jieba's tokenizer is not thread-safe while it lazily loads
+            pieces = list(self._jieba.cut_for_search(folded))
+        words: list[str] = []
+        for piece in pieces:
+            for word in WORD.findall(piece):
+                if word in self.stopwords:
+                    continue
+                if word[0].isascii() and word[0].isalpha():
+                    word = self._stemmer.stemWord(word.replace("’", "'").split("'")[0])
+                    if word in self.stopwords:
+                        continue
+                words.append(word)
+        return words
+
+    def tokens(self, text: str) -> list[str]:
+        """Index tokens of ``text``: folded, segmented, stemmed, synonyms made one."""
+        words = self._words(fold(text))
+        if not self._single and not self._phrases:
+            return words
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            for size in range(min(self._longest, len(words) - i), 1, -1):
+                canonical = self._phrases.get(tuple(words[i : i + size]))
+                if canonical:
+                    out.append(canonical)
+                    i += size
+                    break
+            else:
+                out.append(self._single.get(words[i], words[i]))
+                i += 1
+        return out

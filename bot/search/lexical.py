@@ -1,0 +1,166 @@
+"""BM25 over jieba tokens, in a tantivy index persisted on disk and updated one file at a time.
+
+Tokens come from :class:`bot.search.analyzer.Analyzer` and are indexed with tantivy's whitespace
+tokenizer, so tantivy ranks exactly what jieba and the synonym table produced. A passage's
+title tokens are a second field whose weight is ``title_boost``. Each passage also keeps its
+text and its set of tokens, so a hit can be quoted and its query coverage measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import tantivy
+
+from bot.search.passages import Passage
+
+TOKENIZER = "jieba_tokens"
+WRITER_HEAP = 64_000_000
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    """A passage found by BM25, with its share of the query's weight that it covers."""
+
+    passage: Passage
+    score: float
+    coverage: float
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("pid", stored=True, tokenizer_name="raw")
+    builder.add_text_field("path", stored=False, tokenizer_name="raw")
+    builder.add_text_field("body", stored=True, tokenizer_name=TOKENIZER, index_option="freq")
+    builder.add_text_field("title", stored=False, tokenizer_name=TOKENIZER, index_option="freq")
+    builder.add_bytes_field("meta", stored=True, indexed=False)
+    return builder.build()
+
+
+def _analyzer() -> tantivy.TextAnalyzer:
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+
+
+class LexicalIndex:
+    """A tantivy index in ``folder`` (created when missing)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.schema = _schema()
+        self.index = tantivy.Index(self.schema, path=str(folder), reuse=True)
+        self.index.register_tokenizer(TOKENIZER, _analyzer())
+        self.searcher = self.index.searcher()
+
+    def replace(
+        self,
+        removed: list[str],
+        added: list[tuple[Passage, list[str], list[str]]],
+        clear: bool = False,
+    ) -> None:
+        """Delete the passages of ``removed`` paths (all if ``clear``), add ``added``.
+
+        Each added item is ``(passage, body tokens, title tokens)``.
+        """
+        writer = self.index.writer(WRITER_HEAP, 1)
+        if clear:
+            writer.delete_all_documents()
+        for path in removed:
+            writer.delete_documents_by_term("path", path)
+        for passage, tokens, title_tokens in added:
+            meta = json.dumps(
+                {
+                    "path": passage.path,
+                    "title": passage.title,
+                    "text": passage.text,
+                    "language": passage.language,
+                    "position": passage.position,
+                },
+                ensure_ascii=False,
+            ).encode()
+            writer.add_document(
+                tantivy.Document(
+                    pid=passage.pid,
+                    path=passage.path,
+                    body=" ".join(tokens),
+                    title=" ".join(title_tokens),
+                    meta=meta,
+                )
+            )
+        writer.commit()
+        writer.wait_merging_threads()
+        self.reload()
+
+    def reload(self) -> None:
+        """See what another process committed."""
+        self.index.reload()
+        self.searcher = self.index.searcher()
+
+    @property
+    def size(self) -> int:
+        """Passages in the index."""
+        return self.searcher.num_docs
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of ``token`` (the highest for an unknown token)."""
+        total = max(self.searcher.num_docs, 1)
+        df = self.searcher.doc_freq("body", token)
+        return math.log(1 + (total - df + 0.5) / (df + 0.5))
+
+    def search(self, tokens: list[str], k: int, title_boost: float) -> list[LexicalHit]:
+        """The ``k`` best passages for the query ``tokens``."""
+        counts = Counter(tokens)
+        if not counts or k <= 0:
+            return []
+        clauses = []
+        for token, count in counts.items():
+            body = tantivy.Query.term_query(self.schema, "body", token)
+            clauses.append((tantivy.Occur.Should, _boost(body, float(count))))
+            if title_boost > 0:
+                title = tantivy.Query.term_query(self.schema, "title", token)
+                clauses.append((tantivy.Occur.Should, _boost(title, title_boost * count)))
+        query = tantivy.Query.boolean_query(clauses)
+        weights = {token: self.idf(token) * count for token, count in counts.items()}
+        total = sum(weights.values()) or 1.0
+        hits = []
+        for score, address in self.searcher.search(query, k).hits:
+            doc = self.searcher.doc(address)
+            body = set(doc["body"][0].split())
+            coverage = sum(w for token, w in weights.items() if token in body) / total
+            hits.append(LexicalHit(_passage(doc), float(score), coverage))
+        return hits
+
+    def get(self, pid: str) -> Passage | None:
+        """The passage called ``pid``."""
+        query = tantivy.Query.term_query(self.schema, "pid", pid)
+        found = self.searcher.search(query, 1).hits
+        if not found:
+            return None
+        return _passage(self.searcher.doc(found[0][1]))
+
+    def tokens_of(self, pid: str) -> set[str]:
+        """The indexed tokens of one passage."""
+        query = tantivy.Query.term_query(self.schema, "pid", pid)
+        found = self.searcher.search(query, 1).hits
+        if not found:
+            return set()
+        return set(self.searcher.doc(found[0][1])["body"][0].split())
+
+
+def _boost(query: tantivy.Query, factor: float) -> tantivy.Query:
+    return query if factor == 1.0 else tantivy.Query.boost_query(query, factor)
+
+
+def _passage(doc: tantivy.Document) -> Passage:
+    meta = json.loads(bytes(doc["meta"][0]))
+    return Passage(
+        pid=doc["pid"][0],
+        path=meta["path"],
+        title=meta["title"],
+        text=meta["text"],
+        language=meta["language"],
+        position=meta["position"],
+    )

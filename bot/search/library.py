@@ -1,0 +1,350 @@
+"""The library: every article of ``content/``, searchable, answering subscribers' questions.
+
+:meth:`Library.open` loads ``content/`` into a tantivy index persisted under ``cache_dir`` (reused
+when the files did not change, so a web worker is ready in about a second), and, when
+``config/search.yaml`` enables it, sentence embeddings cached by article hash.
+:meth:`Library.refresh` stats the files (cheap when nothing changed) and re-indexes only the
+files that were added, edited or removed. Several processes share one ``cache_dir``: a file lock
+makes one of them write while the others wait and then reload what it wrote. A broken content
+file never stops anything: it is listed in :meth:`Library.status` and by ``content check``.
+
+Ranking: BM25 over jieba tokens proposes passages, the dense index proposes passages by meaning,
+and each candidate gets ``w * coverage * bm25 / best_bm25 + (1 - w) * calibrated_cosine`` where
+coverage is the share of the question's IDF weight the passage contains. The same number decides
+"nothing on that" against the calibrated ``ranking.threshold``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config import ConfigError
+from bot.search.analyzer import Analyzer, language_of
+from bot.search.content import content_files, load_file
+from bot.search.dense import DenseIndex, Encoder
+from bot.search.excerpt import no_more, nothing, quote
+from bot.search.lexical import LexicalIndex
+from bot.search.options import SearchOptions, load_options
+from bot.search.passages import Passage, windows
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILES = (
+    "search.yaml",
+    "search/synonyms.yaml",
+    "search/userdict.txt",
+    "search/stopwords.txt",
+)
+"""Files under ``config_dir`` whose change rebuilds the analyzer (and maybe the index)."""
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked passage."""
+
+    score: float
+    title: str
+    source: str
+    """The article's path relative to ``content_dir``."""
+    text: str
+    language: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The complete reply to a question."""
+
+    found: bool
+    text: str
+    title: str = ""
+    language: str = "zh"
+    score: float = 0.0
+    has_more: bool = False
+
+
+@dataclass
+class _Setup:
+    """What the config decides: analyzer, options and the index folders they imply."""
+
+    options: SearchOptions
+    analyzer: Analyzer
+    lexical: LexicalIndex
+    dense: DenseIndex | None
+    folder: Path
+
+
+class Library:
+    """Articles of one content folder, searchable in Chinese and English."""
+
+    def __init__(
+        self, content_dir: Path, config_dir: Path, cache_dir: Path, generation: Any = None
+    ) -> None:
+        self.content_dir = content_dir
+        self.config_dir = config_dir
+        self.cache_dir = cache_dir
+        self._generation = generation
+        self._lock = threading.RLock()
+        self._snapshot: tuple[Any, ...] | None = None
+        self._config_snapshot: tuple[Any, ...] | None = None
+        self._manifest: dict[str, dict[str, Any]] = {}
+        self._config_problems: list[str] = []
+        self._setup: _Setup | None = None
+        self._ready = False
+
+    # --- opening and refreshing --------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, content_dir: Path, config_dir: Path, cache_dir: Path, generation: Any = None
+    ) -> Library:
+        """Load ``content_dir``, reusing the index under ``cache_dir`` when nothing changed.
+
+        ``generation`` is an optional callable returning a value that ``content reload`` changes
+        (e.g. a Redis counter): :meth:`refresh` rescans every file when it does. A mistake in a
+        config file raises :class:`bot.config.ConfigError`; a broken content file does not.
+        """
+        library = cls(Path(content_dir), Path(config_dir), Path(cache_dir), generation)
+        library._configure(strict=True)
+        library.refresh()
+        return library
+
+    def _configure(self, strict: bool) -> bool:
+        """(Re)load the search config; on a mistake keep the old one unless ``strict``."""
+        self._config_snapshot = self._stat_config()
+        try:
+            options = load_options(self.config_dir)
+            analyzer = Analyzer.from_config(self.config_dir)
+        except ConfigError as exc:
+            if strict or self._setup is None:
+                raise
+            self._config_problems = [str(exc)]
+            log.error("search config not reloaded: %s", exc)
+            return False
+        self._config_problems = []
+        cut = options.passages
+        key = f"{analyzer.fingerprint}-{cut.max_sentences}-{cut.max_chars}"
+        folder = self.cache_dir / f"lexical-{key}"
+        dense = None
+        if options.dense.enabled:
+            encoder = Encoder(options.dense.model)
+            dense = DenseIndex(encoder, self.cache_dir / f"dense-{options.dense.model}-{key}")
+        self._setup = _Setup(options, analyzer, LexicalIndex(folder), dense, folder)
+        self._manifest = {}
+        self._snapshot = None
+        return True
+
+    def _stat_config(self) -> tuple[Any, ...]:
+        return tuple(_stat(self.config_dir / name) for name in CONFIG_FILES)
+
+    def _stat_content(self) -> tuple[Any, ...]:
+        generation = self._generation() if self._generation else None
+        files = tuple((p, _stat(p)) for p in content_files(self.content_dir))
+        return (generation, files)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Pick up added, edited and removed files; True when anything changed.
+
+        Cheap when nothing changed (one ``stat`` per file). ``force`` hashes every file again.
+        """
+        with self._lock:
+            changed = False
+            if self._stat_config() != self._config_snapshot:
+                changed = self._configure(strict=False)
+            snapshot = self._stat_content()
+            if snapshot == self._snapshot and not force and not changed:
+                return False
+            if self._snapshot is not None and snapshot[0] != self._snapshot[0]:
+                force = True  # `content reload` was run
+            changed = self._sync(force) or changed
+            self._snapshot = snapshot
+            self._ready = True
+            return changed
+
+    def _sync(self, force: bool) -> bool:
+        """Bring the shared index up to date with the files, under the cache's file lock."""
+        setup = self._setup
+        assert setup is not None
+        setup.folder.mkdir(parents=True, exist_ok=True)
+        with open(setup.folder.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            manifest = _read_manifest(setup.folder / MANIFEST)
+            if force:
+                for entry in manifest.values():
+                    entry.pop("stat", None)
+            files = {p.relative_to(self.content_dir).as_posix(): p for p in
+                     content_files(self.content_dir)}
+            removed = [path for path in manifest if path not in files]
+            replaced: list[str] = []
+            added: list[tuple[Passage, list[str], list[str]]] = []
+            for name, path in files.items():
+                entry = manifest.get(name)
+                stat = _stat(path)
+                if entry and not force and entry.get("stat") == list(stat):
+                    continue
+                result = load_file(path, self.content_dir)
+                digest = getattr(result, "digest", "") or _hash(path)
+                if entry and entry.get("digest") == digest:
+                    entry["stat"] = list(stat)
+                    continue
+                if entry:
+                    replaced.append(name)
+                if hasattr(result, "problem"):
+                    manifest[name] = {"stat": list(stat), "digest": digest,
+                                      "problem": str(result)}
+                    continue
+                found = windows(result, setup.options.passages.max_sentences,
+                                setup.options.passages.max_chars)
+                title_tokens = setup.analyzer.tokens(result.title)
+                for passage in found:
+                    added.append((passage, setup.analyzer.tokens(passage.text), title_tokens))
+                manifest[name] = {"stat": list(stat), "digest": digest, "title": result.title,
+                                  "language": result.language, "passages": len(found)}
+            for name in removed:
+                del manifest[name]
+            stale = not manifest and setup.lexical.size > 0  # manifest lost: start over
+            if removed or replaced or added or stale:
+                setup.lexical.replace(removed + replaced, added, clear=stale)
+            _write_manifest(setup.folder / MANIFEST, manifest)
+        changed = manifest != self._manifest
+        if changed or force:
+            setup.lexical.reload()
+            self._manifest = manifest
+            if setup.dense is not None:
+                self._rebuild_dense(setup)
+        return changed
+
+    def _rebuild_dense(self, setup: _Setup) -> None:
+        assert setup.dense is not None
+        articles = []
+        for name, entry in sorted(self._manifest.items()):
+            if "problem" in entry:
+                continue
+            pids = [f"{name}#{n}" for n in range(entry["passages"])]
+            path = setup.dense.cache / f"{entry['digest']}.npy"
+            texts = pids if path.exists() else [
+                p.text for p in (setup.lexical.get(pid) for pid in pids) if p is not None
+            ]
+            articles.append((entry["digest"], pids, texts))
+        setup.dense.rebuild(articles)
+
+    # --- asking ------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` best passages for ``query``, best first, without the no-match cut."""
+        return self._rank(query, k)
+
+    def _rank(self, query: str, k: int) -> list[Hit]:
+        setup = self._setup
+        if setup is None or k <= 0 or not query.strip():
+            return []
+        ranking = setup.options.ranking
+        pool = max(k * 4, setup.options.dense.candidates)
+        lexical = setup.lexical.search(setup.analyzer.tokens(query), pool, ranking.title_boost)
+        best = max((hit.score for hit in lexical), default=0.0) or 1.0
+        lex = {hit.passage.pid: hit.coverage * hit.score / best for hit in lexical}
+        passages = {hit.passage.pid: hit.passage for hit in lexical}
+        weight = ranking.lexical_weight if setup.dense is not None else 1.0
+        fused = {pid: weight * value for pid, value in lex.items()}
+        if setup.dense is not None and setup.dense.size:
+            near, scores = setup.dense.search(query, setup.options.dense.candidates)
+            for pid in {*fused, *(hit.pid for hit in near)}:
+                similarity = setup.dense.similarity(scores, pid)
+                dense = float(setup.dense.encoder.calibrate(similarity))
+                fused[pid] = weight * lex.get(pid, 0.0) + (1 - weight) * dense
+        ordered = sorted(fused.items(), key=lambda item: -item[1])
+        hits: list[Hit] = []
+        taken: list[Passage] = []
+        for pid, score in ordered:
+            passage = passages.get(pid) or setup.lexical.get(pid)
+            if passage is None or any(_overlaps(passage, seen) for seen in taken):
+                continue
+            taken.append(passage)
+            hits.append(Hit(round(score, 4), passage.title, passage.path, passage.text,
+                            passage.language))
+            if len(hits) >= k:
+                break
+        return hits
+
+    def answer(self, question: str, skip: int = 0) -> Answer:
+        """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
+        language = language_of(question)
+        setup = self._setup
+        threshold = setup.options.ranking.threshold if setup else 1.0
+        hits = [hit for hit in self._rank(question, skip + 2) if hit.score >= threshold]
+        if skip < len(hits):
+            hit = hits[skip]
+            has_more = skip + 1 < len(hits)
+            text = quote(hit.text, hit.title, language, has_more)
+            return Answer(True, text, hit.title, language, hit.score, has_more)
+        if skip > 0 and hits:
+            return Answer(False, no_more(language), language=language)
+        count = setup.options.ranking.suggestions if setup else 3
+        return Answer(False, nothing(question, language, self.titles()[:count]), language=language)
+
+    # --- describing --------------------------------------------------------------------------
+
+    def titles(self) -> list[str]:
+        """Titles of the loaded articles, newest file name last."""
+        return [e["title"] for _, e in sorted(self._manifest.items()) if "problem" not in e]
+
+    def problems(self) -> list[str]:
+        """Every file that is not loaded (and a search config that was not reloaded), why."""
+        found = [e["problem"] for _, e in sorted(self._manifest.items()) if "problem" in e]
+        return self._config_problems + found
+
+    def status(self) -> dict[str, Any]:
+        """For ``GET /healthz``: readiness, counts and problems."""
+        setup = self._setup
+        return {
+            "ready": self._ready,
+            "articles": len(self.titles()),
+            "passages": setup.lexical.size if setup else 0,
+            "problems": self.problems(),
+        }
+
+    def language_of(self, text: str) -> str:
+        """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
+        return language_of(text)
+
+
+def _overlaps(a: Passage, b: Passage) -> bool:
+    """Whether two windows share a sentence (neighbours of one article overlap by one)."""
+    return a.path == b.path and abs(a.position - b.position) <= 1
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (0, -1)
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_manifest(path: Path, manifest: dict[str, dict[str, Any]]) -> None:
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    partial.replace(path)

@@ -1,0 +1,156 @@
+"""The library end to end: open, answer, refresh, problems, persisted index (lexical path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.search import Answer, Library
+from bot.search.excerpt import TEXT_LIMIT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """The project's search config with the dense path off (fast, and the lexical path alone)."""
+    folder = tmp_path / "config"
+    shutil.copytree(ROOT / "config" / "search", folder / "search")
+    text = (ROOT / "config" / "search.yaml").read_text(encoding="utf-8")
+    (folder / "search.yaml").write_text(text.replace("enabled: true", "enabled: false"), "utf-8")
+    return folder
+
+
+@pytest.fixture
+def content_dir(tmp_path: Path) -> Path:
+    """A copy of the account's articles, free to edit."""
+    folder = tmp_path / "content"
+    shutil.copytree(ROOT / "content", folder)
+    return folder
+
+
+@pytest.fixture
+def library(content_dir: Path, config_dir: Path, tmp_path: Path) -> Library:
+    return Library.open(content_dir, config_dir, tmp_path / "cache")
+
+
+def write(path: Path, title: str, body: str) -> None:
+    path.write_text(f"---\ntitle: {title}\n---\n{body}\n", encoding="utf-8")
+
+
+def test_wechat_gets_an_excerpt_naming_its_article(library: Library) -> None:
+    answer = library.answer("微信")
+    assert answer.found
+    assert answer.title in answer.text
+    assert "微信" in answer.text.lower() or "wechat" in answer.text.lower()
+
+
+def test_values_question_quotes_the_values_talk(library: Library) -> None:
+    answer = library.answer("微信公众平台的价值观是什么")
+    assert answer.found and answer.language == "zh"
+    assert answer.title == "微信公开课演讲：微信对产品和公众平台的价值观"
+    assert "价值观" in answer.text
+
+
+@pytest.mark.parametrize("question", ["明天股票会涨吗", "where is the best pizza in Rome"])
+def test_off_topic_questions_get_an_honest_nothing(library: Library, question: str) -> None:
+    answer = library.answer(question)
+    assert not answer.found
+    assert answer.language == library.language_of(question)
+    assert any(title in answer.text for title in library.titles())
+
+
+def test_nothing_is_said_in_the_questions_language(library: Library) -> None:
+    assert "抱歉" in library.answer("明天股票会涨吗").text
+    assert "Sorry" in library.answer("where is the best pizza in Rome").text
+
+
+def test_more_gives_the_next_passage_then_says_there_is_no_more(library: Library) -> None:
+    seen = []
+    answer = library.answer("微信")
+    skip = 0
+    while answer.found and skip < 50:
+        seen.append(answer.text)
+        assert answer.has_more == library.answer("微信", skip + 1).found
+        skip += 1
+        answer = library.answer("微信", skip)
+    assert len(seen) >= 2
+    assert len(set(seen)) == len(seen)
+    assert not answer.found and answer.text
+
+
+def test_status_counts_articles_and_passages(library: Library) -> None:
+    status = library.status()
+    assert status == {"ready": True, "articles": 5, "passages": status["passages"], "problems": []}
+    assert status["passages"] > 50
+
+
+def test_a_broken_file_is_reported_and_the_rest_still_load(
+    content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    (content_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\ntext\n", "utf-8")
+    (content_dir / "latin1.txt").write_bytes("Titre\ncaf\xe9".encode("latin-1"))
+    library = Library.open(content_dir, config_dir, tmp_path / "cache")
+    problems = library.status()["problems"]
+    assert len(problems) == 2
+    assert problems[0].startswith("broken.md, line 2: front matter is not valid YAML")
+    assert problems[1].startswith("latin1.txt, line 2: not UTF-8") and "fix:" in problems[1]
+    assert library.status()["articles"] == 5
+
+
+def test_added_edited_and_removed_files_are_picked_up(library: Library, content_dir: Path) -> None:
+    assert not library.refresh()
+    new = content_dir / "pandas.md"
+    write(new, "熊猫", "大熊猫每天要吃十几个小时的竹子。熊猫住在四川的山里。")
+    assert library.refresh()
+    assert library.answer("熊猫吃什么").title == "熊猫"
+    write(new, "熊猫", "大熊猫喜欢在雪地里打滚。")
+    os.utime(new, ns=(1, 1))  # a different mtime even on coarse clocks
+    assert library.refresh()
+    assert "打滚" in library.answer("熊猫").text
+    new.unlink()
+    assert library.refresh()
+    assert not library.answer("熊猫").found
+    assert "熊猫" not in library.titles()
+
+
+def test_a_second_process_reuses_the_persisted_index(
+    library: Library, content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    again = Library.open(content_dir, config_dir, tmp_path / "cache")
+    assert again.status() == library.status()
+    write(content_dir / "tea.txt", "ignored", "")  # a .txt is "title line + text"
+    (content_dir / "tea.txt").write_text("Green tea\nGreen tea is brewed at 80 degrees.\n", "utf-8")
+    assert library.refresh()
+    assert again.refresh()  # sees the file the first process indexed
+    assert again.answer("how hot should green tea be brewed").title == "Green tea"
+
+
+def test_a_reload_request_makes_refresh_rescan(
+    content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    generation = {"value": "1"}
+    library = Library.open(content_dir, config_dir, tmp_path / "cache", lambda: generation["value"])
+    target = content_dir / "wechat-self-media-way-of-life.md"
+    stat = target.stat()
+    text = target.read_text(encoding="utf-8").replace("way of life", "manner of living")
+    target.write_text(text, encoding="utf-8")
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if target.stat().st_size == stat.st_size:  # same size and time: only a rescan can tell
+        assert not library.refresh()
+    generation["value"] = "2"
+    library.refresh()
+    assert "manner of living" in library.answer("manner of living").text
+
+
+def test_every_reply_fits_the_text_limit(library: Library, content_dir: Path) -> None:
+    long = "这是一句很长的话，" * 400 + "结束。"
+    write(content_dir / "long.md", "很长的文章" * 60, long)
+    library.refresh()
+    answer = library.answer("很长的话")
+    assert answer.found
+    assert len(answer.text.encode("utf-8")) <= TEXT_LIMIT
+    assert isinstance(answer, Answer)
