@@ -11,6 +11,9 @@ from types import TracebackType
 
 from werkzeug.serving import make_server
 
+POLL_SECONDS = 0.05
+"""How often the serving loop checks whether :meth:`BackgroundServer.stop` was called."""
+
 
 class BackgroundServer:
     """``with BackgroundServer(app) as server: requests.get(server.url + "/")``."""
@@ -18,7 +21,8 @@ class BackgroundServer:
     def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = make_server(host, port, app, threaded=True)  # type: ignore[arg-type]
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,),
+                                        daemon=True,
                                         name=f"server-{self._server.server_port}")
 
     def start(self) -> BackgroundServer:
