@@ -41,8 +41,13 @@ def load_settings() -> Settings:
 
 @cli.command()
 @click.option("--port", default=8700, show_default=True, envvar="BOT_PORT", help="Webhook port.")
-@click.option("--sim-port", default=8701, show_default=True, envvar="BOT_SIM_PORT",
-              help="Port of the simulator (fake WeChat API and chat page).")
+@click.option(
+    "--sim-port",
+    default=8701,
+    show_default=True,
+    envvar="BOT_SIM_PORT",
+    help="Port of the simulator (fake WeChat API and chat page).",
+)
 @click.option("--no-sim", is_flag=True, help="Do not start the simulator.")
 def run(port: int, sim_port: int, no_sim: bool) -> None:
     """Run everything: embedded Redis, webhook, worker with scheduler, simulator. Ctrl-C stops."""

@@ -1,4 +1,4 @@
-"""Operators' configuration: the YAML files under ``config/``, loaded into validated, frozen objects.
+"""Operators' configuration: the YAML files under ``config/``, as validated, frozen objects.
 
 One file per concern, each optional (a missing file means the defaults):
 
@@ -60,7 +60,8 @@ class Account(_Frozen):
     )
     help: str = Field(
         "发问题给我，我从公众号的文章里找答案；「更多」看下一段；「退订」停止推送。\n"
-        "Ask a question and I quote our articles; 'more' for the next passage; 'stop' ends digests.",
+        "Ask a question and I quote our articles; 'more' for the next passage; "
+        "'stop' ends digests.",
         description="the answer to 帮助 / help",
         min_length=1,
     )
@@ -195,7 +196,9 @@ class Menu(_Frozen):
                 )
             for sub in top.sub_buttons:
                 if _utf8_len(sub.name) > MENU_SUB_NAME_BYTES:
-                    raise ValueError(f"sub-button name {sub.name!r} is over {MENU_SUB_NAME_BYTES} bytes")
+                    raise ValueError(
+                        f"sub-button name {sub.name!r} is over {MENU_SUB_NAME_BYTES} bytes"
+                    )
             for button in (top, *top.sub_buttons):
                 if button.key:
                     if button.key in keys:
@@ -288,9 +291,7 @@ class Webhook(_Frozen):
     timestamp_window_seconds: int = Field(
         300, ge=30, description="refuse requests whose timestamp is further off than this"
     )
-    max_body_bytes: int = Field(
-        65536, ge=1024, le=1048576, description="larger bodies get 413"
-    )
+    max_body_bytes: int = Field(65536, ge=1024, le=1048576, description="larger bodies get 413")
     dedup_ttl_seconds: int = Field(
         300, ge=30, description="how long a delivery is remembered to answer retries"
     )

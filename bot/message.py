@@ -16,7 +16,17 @@ import xmltodict
 from wechatpy import parse_message
 
 MESSAGE_KINDS = frozenset(
-    {"text", "image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage", "event"}
+    {
+        "text",
+        "image",
+        "voice",
+        "video",
+        "shortvideo",
+        "location",
+        "link",
+        "miniprogrampage",
+        "event",
+    }
 )
 """MsgType values the platform sends to an official account."""
 
@@ -86,13 +96,7 @@ def parse(xml: str) -> Inbound:
     ``qrscene_`` key); the checks here refuse what it would accept silently: duplicated or
     missing header fields, non-numeric times, nested values where text belongs.
     """
-    try:
-        document = xmltodict.parse(xml)
-    except (ExpatError, ValueError, TypeError) as exc:
-        raise BadMessage(f"malformed XML: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("xml"), dict):
-        raise BadMessage("the root element must be <xml> with child fields")
-    raw: dict[str, Any] = document["xml"]
+    raw = xml_fields(xml)
     for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
         value = raw.get(name)
         if value is None:
@@ -139,6 +143,18 @@ def parse(xml: str) -> Inbound:
     )
 
 
+def xml_fields(xml: str) -> dict[str, Any]:
+    """The child fields of an ``<xml>`` document; :class:`BadMessage` if it is not one."""
+    try:
+        document = xmltodict.parse(xml)
+    except (ExpatError, ValueError, TypeError) as exc:
+        raise BadMessage(f"malformed XML: {exc}") from None
+    root = document.get("xml") if isinstance(document, dict) else None
+    if not isinstance(root, dict):
+        raise BadMessage("the root element must be <xml> with child fields")
+    return root
+
+
 def fit_text(text: str, limit: int = TEXT_LIMIT_BYTES) -> tuple[str, str]:
     """Split ``text`` into what fits in ``limit`` UTF-8 bytes and the rest, at a sentence end.
 
@@ -151,5 +167,5 @@ def fit_text(text: str, limit: int = TEXT_LIMIT_BYTES) -> tuple[str, str]:
         best = max(cut.rfind(m) for m in marks)
         if best >= len(cut) // 2:
             head = cut[: best + 1]
-            return head.rstrip(), text[len(head):].lstrip()
-    return cut, text[len(cut):]
+            return head.rstrip(), text[len(head) :].lstrip()
+    return cut, text[len(cut) :]

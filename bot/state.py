@@ -10,11 +10,12 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
 
     bot:seen:<openid>:<delivery-id>     reply cached for a re-delivered request (TTL: dedup window)
     bot:lock:<openid>:<delivery-id>     the delivery being answered right now (TTL: the deadline)
+    bot:late:<openid>:<delivery-id>     an answer that missed the deadline, for the late job
+    bot:late-sent:<openid>:<delivery-id>  set when that answer went to the API (sent once)
     bot:session:<openid>                the last question and how far "more" has gone (TTL 10 min)
     bot:user:<openid>                   subscriber record (hash)
     bot:scene:<openid>                  QR scenes a subscriber came from (list)
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
-    bot:content:generation              bumped by `content reload`: web processes rescan content/
     bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
     bot:api:token-lock                  held by the one process refreshing the token (TTL 15 s)
     bot:push:members                    subscribed openids, scored by follow time (zset)
@@ -30,6 +31,8 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:push:plan:<run>                 how far planning a run has gone (hash, 35 days)
     bot:push:runs                       run ids, scored by their slot time (zset)
     bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
+    bot:clock:offset                    simulations only: seconds added to the server clock
+    bot:content:generation              bumped by `content reload`: web processes rescan content/
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ class Keys:
     def lock(openid: str, delivery: str) -> str:
         """Held while one delivery is being answered."""
         return f"{PREFIX}:lock:{openid}:{delivery}"
+
+    @staticmethod
+    def late(openid: str, delivery: str) -> str:
+        """An answer that missed the deadline, waiting for the customer-service job."""
+        return f"{PREFIX}:late:{openid}:{delivery}"
+
+    @staticmethod
+    def late_sent(openid: str, delivery: str) -> str:
+        """Set once a late answer has been handed to the API: it is never sent twice."""
+        return f"{PREFIX}:late-sent:{openid}:{delivery}"
 
     @staticmethod
     def content_generation() -> str:
@@ -166,6 +179,11 @@ class Keys:
         return f"{PREFIX}:push:report:{day}"
 
     @staticmethod
+    def clock_offset() -> str:
+        """Seconds a simulation adds to the Redis server's clock (absent in production)."""
+        return f"{PREFIX}:clock:offset"
+
+    @staticmethod
     def personal(openid: str) -> list[str]:
         """Every key holding one subscriber's personal data (purged on unsubscribe)."""
         return [
@@ -230,15 +248,24 @@ def ensure_embedded(data_dir: Path) -> tuple[str, bool]:
         subprocess.Popen(
             [
                 redis_server_binary(),
-                "--port", "0",
-                "--unixsocket", str(socket),
-                "--unixsocketperm", "700",
-                "--dir", str(data_dir.resolve()),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--dbfilename", "dump.rdb",
-                "--pidfile", str(data_dir.resolve() / "redis.pid"),
-                "--save", "300 1",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data_dir.resolve()),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dbfilename",
+                "dump.rdb",
+                "--pidfile",
+                str(data_dir.resolve() / "redis.pid"),
+                "--save",
+                "300 1",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -286,12 +313,22 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
 
 
-def init_app(app: Flask, client: redis.Redis | None = None) -> None:
-    """Attach the Redis client to ``app`` (``client`` wins, e.g. fakeredis in unit tests)."""
+def bytes_client(client: redis.Redis) -> redis.Redis:
+    """A client on the same server that returns bytes, as RQ requires."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    )
+
+
+def init_app(app: Flask, client: redis.Redis | None = None) -> redis.Redis:
+    """Attach a Redis client to ``app`` and return it (``client`` wins, e.g. fakeredis in tests)."""
     if client is None:
         settings = app.extensions["bot.settings"]
         client = connect(resolve_url(settings.redis_url, settings.data_dir))
     app.extensions["bot.redis"] = client
+    return client
 
 
 def get_redis() -> redis.Redis:

@@ -13,21 +13,23 @@ import hashlib
 import hmac
 import itertools
 import random
+import re
 import string
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from xml.parsers.expat import ExpatError
 
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.replies import ArticlesReply, TextReply
 
-from bot.message import TEXT_LIMIT_BYTES, News, Reply, Text
+from bot.message import TEXT_LIMIT_BYTES, BadMessage, News, Reply, Text, xml_fields
 
 CDATA_END = "]]>"
+_ENCRYPT_ELEMENT = re.compile(r"<Encrypt\s*/>|<Encrypt>.*?</Encrypt>", re.DOTALL)
 CDATA_END_ESCAPED = "]]]]><![CDATA[>"
 
 
@@ -52,12 +54,23 @@ def nonce() -> str:
 
 
 class Envelope:
-    """The AES envelope of compatible and safe modes, for one account."""
+    """The AES envelope of compatible and safe modes, for one account.
 
-    def __init__(self, token: str, aes_key: str, appid: str) -> None:
+    ``random16`` fixes the 16 random bytes that lead each plaintext (for golden-vector tests);
+    by default they are random, as the platform requires.
+    """
+
+    def __init__(self, token: str, aes_key: str, appid: str, random16: str | None = None) -> None:
         self.token = token
         self.appid = appid
-        self._crypto = WeChatCrypto(token, aes_key, appid)
+        self._key = WeChatCrypto(token, aes_key, appid).key  # checks the 43-character key
+        self._random16 = random16
+
+    def _prp(self) -> PrpCrypto:
+        prp = PrpCrypto(self._key)
+        if self._random16 is not None:
+            prp.get_random_string = lambda: self._random16
+        return prp
 
     def open(self, encrypt: str, msg_signature: str | None, timestamp: str, nonce: str) -> str:
         """Check ``msg_signature`` and decrypt ``encrypt`` into the plaintext XML."""
@@ -65,21 +78,29 @@ class Envelope:
         if not signature_matches(expected, msg_signature):
             raise EnvelopeError("msg_signature does not match")
         try:
-            plain = PrpCrypto(self._crypto.key).decrypt(encrypt, self.appid)
+            plain = self._prp().decrypt(encrypt, self.appid)
         except InvalidAppIdException:
             raise EnvelopeError("the appid inside the ciphertext is not this account's") from None
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError, struct.error) as exc:
             raise EnvelopeError(f"undecryptable Encrypt ({type(exc).__name__})") from None
         return plain.decode("utf-8") if isinstance(plain, bytes) else plain
 
+    def encrypt(self, xml: str) -> str:
+        """The ``Encrypt`` value for ``xml``: base64 of AES-256-CBC over random16|length|xml|appid."""
+        return self._prp().encrypt(xml, self.appid).decode("ascii")
+
     def seal(self, xml: str, timestamp: str, nonce: str) -> str:
         """Encrypt ``xml`` into the signed reply envelope."""
-        return self._crypto.encrypt_message(xml, nonce, timestamp)
-
-    def encrypt(self, xml: str) -> str:
-        """Just the ``Encrypt`` value for ``xml`` (what WeChat puts in a request)."""
-        sealed = xmltodict.parse(self.seal(xml, "0", "0"))["xml"]
-        return sealed["Encrypt"]
+        encrypt = self.encrypt(xml)
+        return (
+            "<xml>\n"
+            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n"
+            f"<MsgSignature><![CDATA[{signature(self.token, timestamp, nonce, encrypt)}]]>"
+            "</MsgSignature>\n"
+            f"<TimeStamp>{timestamp}</TimeStamp>\n"
+            f"<Nonce><![CDATA[{nonce}]]></Nonce>\n"
+            "</xml>"
+        )
 
 
 # --- inbound bodies -----------------------------------------------------------------------------
@@ -169,8 +190,7 @@ def signed_request(
     if mode == "safe":
         body = _to_xml({"ToUserName": fields.get("ToUserName", ""), "Encrypt": encrypt})
     else:
-        inner = xml.rstrip()
-        assert inner.endswith("</xml>")
+        inner = _ENCRYPT_ELEMENT.sub("", xml).rstrip()  # one Encrypt field: ours
         body = inner[: -len("</xml>")] + f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
     return SignedRequest(query, body.encode("utf-8"))
 
@@ -285,13 +305,9 @@ def read_reply(
 
 def _xml_fields(text: str) -> dict[str, Any]:
     try:
-        document = xmltodict.parse(text)
-    except (ExpatError, ValueError) as exc:
-        raise BadReply(f"not well-formed XML: {exc}") from None
-    root = document.get("xml") if isinstance(document, dict) else None
-    if not isinstance(root, dict):
-        raise BadReply("the root element must be <xml>")
-    return root
+        return xml_fields(text)
+    except BadMessage as exc:
+        raise BadReply(f"not a well-formed reply: {exc}") from None
 
 
 def random_openid() -> str:

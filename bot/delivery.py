@@ -1,0 +1,145 @@
+"""Answering each delivery exactly once, within WeChat's deadline.
+
+WeChat waits 5 s for an answer, then re-delivers the same body (up to three times). This module
+sits between the webhook and the handlers and guarantees, per delivery (sender + MsgId, or sender
++ CreateTime + Event + EventKey):
+
+- it is processed once: the first request claims ``Keys.lock``; the answer is cached under
+  ``Keys.seen`` for the dedup window, so a retry gets the same reply without processing again;
+- a retry that arrives while the first is still being answered waits for that answer, within its
+  own budget;
+- an answer not ready within the budget is replaced by "no reply" (``success``); the handler keeps
+  running, stores its answer under ``Keys.late`` and an RQ job (:func:`bot.jobs.deliver_late`)
+  sends it through the customer-service API, once (``Keys.late_sent``). If the process dies
+  before the answer is stored, the job computes it itself.
+
+A handler that raises is logged with its traceback; the subscriber gets an apology, WeChat a 200.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict
+
+import redis
+
+from bot.handlers import Context, registry
+from bot.message import Inbound, News, Reply, Text
+from bot.state import Keys
+
+log = logging.getLogger(__name__)
+
+APOLOGY = Text("抱歉，刚才出了点问题，请稍后再试。\nSorry, something went wrong; please try again.")
+LATE_MARK = "late"
+"""Cached in place of an answer that will come through the customer-service API."""
+POLL_SECONDS = 0.05
+LATE_GRACE_SECONDS = 120
+"""How long a late answer may take before the job stops waiting and computes it itself."""
+
+LateSender = Callable[[Inbound], None]
+"""Schedules the customer-service delivery of an answer that missed the deadline."""
+
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
+
+
+def encode(reply: Reply) -> str:
+    """A reply as JSON, for the cache."""
+    if reply is None:
+        return json.dumps({"kind": "none"})
+    kind = "text" if isinstance(reply, Text) else "news"
+    return json.dumps({"kind": kind, **asdict(reply)}, ensure_ascii=False)
+
+
+def decode(data: str) -> Reply:
+    """A reply back from :func:`encode` (the late mark reads as "no reply")."""
+    if data == LATE_MARK:
+        return None
+    fields = json.loads(data)
+    kind = fields.pop("kind")
+    if kind == "text":
+        return Text(**fields)
+    if kind == "news":
+        return News(**fields)
+    return None
+
+
+def compute(message: Inbound, context: Context) -> Reply:
+    """Run the handler, turning a crash into an apology (and a log line with the traceback)."""
+    try:
+        return registry.dispatch(message, context)
+    except Exception:  # any handler bug must still give the subscriber an answer
+        log.exception("handler failed for %s %s", message.kind, message.event or "")
+        return APOLOGY
+
+
+def answer(
+    message: Inbound,
+    context: Context,
+    budget: float,
+    dedup_ttl: int,
+    enqueue_late: LateSender,
+) -> Reply:
+    """The reply for ``message``, within ``budget`` seconds, processing it at most once."""
+    started = time.monotonic()
+    r = context.redis
+    seen_key = Keys.seen(message.openid, message.delivery_id)
+    cached = r.get(seen_key)
+    if cached is not None:
+        log.info("re-delivery of %s answered from cache", message.delivery_id)
+        return decode(cached)
+    lock_key = Keys.lock(message.openid, message.delivery_id)
+    if not r.set(lock_key, "1", nx=True, ex=int(budget) + LATE_GRACE_SECONDS):
+        return _wait_for_first(r, seen_key, started + budget)
+
+    future: Future[Reply] = _pool.submit(compute, message, context)
+    try:
+        reply = future.result(timeout=max(0.0, budget - (time.monotonic() - started)))
+    except FutureTimeout:
+        log.warning(
+            "answer to %s not ready in %.1f s: sending it later", message.delivery_id, budget
+        )
+        r.set(seen_key, LATE_MARK, ex=dedup_ttl)
+        future.add_done_callback(lambda done: _store_late(r, message, done, lock_key))
+        enqueue_late(message)
+        return None
+    r.set(seen_key, encode(reply), ex=dedup_ttl)
+    r.delete(lock_key)
+    return reply
+
+
+def _wait_for_first(r: redis.Redis, seen_key: str, deadline: float) -> Reply:
+    """A retry while the first delivery is being answered: wait for that answer."""
+    while time.monotonic() < deadline:
+        cached = r.get(seen_key)
+        if cached is not None:
+            return decode(cached)
+        time.sleep(POLL_SECONDS)
+    return None  # the first request's late path delivers the answer
+
+
+def _store_late(r: redis.Redis, message: Inbound, done: Future[Reply], lock_key: str) -> None:
+    reply = done.result()  # compute() never raises
+    r.set(Keys.late(message.openid, message.delivery_id), encode(reply), ex=LATE_GRACE_SECONDS * 2)
+    r.delete(lock_key)
+
+
+def late_answer(r: redis.Redis, message: Inbound, context: Context) -> tuple[bool, Reply]:
+    """For the late job: ``(True, answer)`` once there is one, ``(False, None)`` to wait.
+
+    The answer is the one the web process stored or, when that process died before storing it
+    (its lock expired), a fresh one computed here.
+    """
+    stored = r.get(Keys.late(message.openid, message.delivery_id))
+    if stored is not None:
+        return True, decode(stored)
+    if r.exists(Keys.lock(message.openid, message.delivery_id)):
+        return False, None  # still being computed by the web process
+    log.warning(
+        "late answer to %s was lost with its process: computing it again", message.delivery_id
+    )
+    return True, compute(message, context)

@@ -1,0 +1,226 @@
+"""What the bot does with each message and event type; knows nothing of HTTP or XML.
+
+A handler takes an :class:`~bot.message.Inbound` and the :class:`Context` and returns a reply
+value (:class:`~bot.message.Text`, :class:`~bot.message.News`) or ``None`` for "no reply".
+Handlers register with :data:`registry` by message kind or event name; anything unregistered
+falls through to :func:`no_reply`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+
+from bot.config import Config
+from bot.message import Inbound, Reply, Text
+from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
+
+if TYPE_CHECKING:
+    from bot.search import Library
+
+log = logging.getLogger(__name__)
+
+MORE_WORDS = frozenset({"更多", "more", "next", "下一条", "还有吗"})
+"""Texts that ask for the next passage of the last question."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What handlers may use: the operators' config, Redis, and the content library."""
+
+    config: Config
+    redis: redis.Redis
+    library: Library
+
+
+Handler = Callable[[Inbound, Context], Reply]
+
+
+class Registry:
+    """Message kind / event name -> handler, with a default for everything else."""
+
+    def __init__(self, default: Handler) -> None:
+        self._messages: dict[str, Handler] = {}
+        self._events: dict[str, Handler] = {}
+        self._default = default
+
+    def message(self, *kinds: str) -> Callable[[Handler], Handler]:
+        """Register a handler for message kinds (``text``, ``image``...)."""
+
+        def register(handler: Handler) -> Handler:
+            for kind in kinds:
+                self._messages[kind] = handler
+            return handler
+
+        return register
+
+    def event(self, *names: str) -> Callable[[Handler], Handler]:
+        """Register a handler for events, by name (case-insensitive)."""
+
+        def register(handler: Handler) -> Handler:
+            for name in names:
+                self._events[name.lower()] = handler
+            return handler
+
+        return register
+
+    def handler_for(self, message: Inbound) -> Handler:
+        """The handler that answers ``message``."""
+        if message.kind == "event":
+            return self._events.get(message.event, self._default)
+        return self._messages.get(message.kind, self._default)
+
+    def dispatch(self, message: Inbound, context: Context) -> Reply:
+        """Answer ``message``."""
+        return self.handler_for(message)(message, context)
+
+
+def no_reply(message: Inbound, context: Context) -> Reply:
+    """Unknown types and receipts: nothing to say (the webhook answers ``success``)."""
+    return None
+
+
+registry = Registry(default=no_reply)
+
+
+# --- questions ----------------------------------------------------------------------------------
+
+
+@registry.message("text", "voice")
+def question(message: Inbound, context: Context) -> Reply:
+    """Keyword replies first, then "more", then the best excerpt from the articles."""
+    text = message.content.strip()
+    if not text:
+        return Text(
+            "语音没有识别出文字，请直接打字提问。\nI could not make out that voice message; "
+            "please type your question."
+        )
+    for rule in context.config.replies.replies:
+        if rule.matches(text):
+            return Text(rule.reply)
+    if text.casefold() in MORE_WORDS:
+        return more(message.openid, context)
+    return ask(message.openid, text, context)
+
+
+def ask(openid: str, text: str, context: Context) -> Text:
+    """Answer ``text`` from the articles and remember it for "more"."""
+    answer = context.library.answer(text)
+    if answer.found:
+        key = Keys.session(openid)
+        context.redis.hset(key, mapping={"question": text, "skip": 0})
+        context.redis.expire(key, SESSION_TTL)
+    return Text(answer.text)
+
+
+def more(openid: str, context: Context) -> Text:
+    """The next passage for the subscriber's last question."""
+    key = Keys.session(openid)
+    session = context.redis.hgetall(key)
+    if not session.get("question"):
+        return Text("先问我一个问题，再发「更多」。\nAsk me something first, then send 'more'.")
+    skip = int(session.get("skip", 0)) + 1
+    answer = context.library.answer(session["question"], skip=skip)
+    if not answer.found:
+        zh = context.library.language_of(session["question"]) == "zh"
+        return Text(
+            "关于这个问题，没有更多段落了。" if zh else "That is all I have on that question."
+        )
+    context.redis.hset(key, "skip", skip)
+    context.redis.expire(key, SESSION_TTL)
+    return Text(answer.text)
+
+
+# --- other messages -----------------------------------------------------------------------------
+
+MEDIA_REPLY = (
+    "收到了，不过我只读得懂文字。请用文字提问，我从文章里找答案。\n"
+    "Thanks! I can only read text: type a question and I will quote our articles."
+)
+
+
+@registry.message("image", "video", "shortvideo", "miniprogrampage")
+def media(message: Inbound, context: Context) -> Reply:
+    """Media the bot cannot read: say what it can do."""
+    return Text(MEDIA_REPLY)
+
+
+@registry.message("location")
+def location(message: Inbound, context: Context) -> Reply:
+    """A shared location: the account offers nothing place-based, and keeps no location."""
+    label = str(message.fields.get("Label") or "").strip()
+    where = f"（{label}）" if label else ""
+    return Text(
+        f"收到你的位置{where}。本号不提供基于位置的服务，也不会保存它。\n"
+        "Got your location; this account offers nothing location-based and does not keep it."
+    )
+
+
+@registry.message("link")
+def link(message: Inbound, context: Context) -> Reply:
+    """A shared link: the bot does not fetch pages; suggest asking instead."""
+    title = str(message.fields.get("Title") or "").strip()
+    about = f"《{title}》" if title else "链接"
+    return Text(
+        f"收到{about}。我不打开链接，但你可以直接问我文章里的问题。\n"
+        "I don't open links, but ask me a question and I will quote our articles."
+    )
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@registry.event("subscribe")
+def subscribe(message: Inbound, context: Context) -> Reply:
+    """A new follower (perhaps from a QR code scene): record the scene, say welcome."""
+    scene = message.event_key.removeprefix("qrscene_")
+    if scene:
+        context.redis.rpush(Keys.scenes(message.openid), scene)
+    return Text(context.config.account.welcome)
+
+
+@registry.event("scan")
+def scan(message: Inbound, context: Context) -> Reply:
+    """A follower scanned a QR code again: record the scene, say nothing."""
+    if message.event_key:
+        context.redis.rpush(Keys.scenes(message.openid), message.event_key)
+    return None
+
+
+@registry.event("unsubscribe")
+def unsubscribe(message: Inbound, context: Context) -> Reply:
+    """Unfollowed: purge everything the bot keeps about this subscriber."""
+    context.redis.delete(*Keys.personal(message.openid))
+    return None
+
+
+@registry.event("click")
+def click(message: Inbound, context: Context) -> Reply:
+    """A menu click: run the action configured for its key in config/menu.yaml."""
+    button = context.config.menu.click(message.event_key)
+    if button is None:
+        log.info("click on unknown menu key %r", message.event_key)
+        return Text(context.config.account.help)
+    if button.action == "text":
+        return Text(button.text or "")
+    if button.action == "search":
+        return ask(message.openid, button.query or "", context)
+    if button.action == "latest":
+        titles = context.library.titles()[:5]
+        return Text("最新文章 / Latest articles:\n" + "\n".join(f"· {t}" for t in titles))
+    return Text(context.config.account.help)
+
+
+@registry.event("templatesendjobfinish", "masssendjobfinish")
+def receipt(message: Inbound, context: Context) -> Reply:
+    """Delivery receipts: record them for the operator, say nothing."""
+    record = {k: v for k, v in message.fields.items() if isinstance(v, str)}
+    key = Keys.events(message.event)
+    context.redis.lpush(key, json.dumps(record, ensure_ascii=False))
+    context.redis.ltrim(key, 0, EVENT_LOG_LENGTH - 1)
+    return None

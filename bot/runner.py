@@ -1,0 +1,136 @@
+"""``python -m bot run``: every process of the bot on one machine, stopped together by Ctrl-C.
+
+Starts the embedded Redis (unless ``REDIS_URL`` is set) and then, as child processes sharing it:
+the webhook under gunicorn, the RQ worker with its scheduler, and the simulator (fake WeChat API
+and chat page). If any child exits, the others are stopped too, so a half-running bot never hides
+behind a live terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from bot import state
+from bot.settings import Settings
+
+STOP_GRACE_SECONDS = 10.0
+WEB_THREADS = 8
+"""Threads per gunicorn worker: a re-delivery must be served while its first copy is answered."""
+
+
+def gunicorn_command(port: int, workers: int = 2, host: str = "0.0.0.0") -> list[str]:
+    """The command line that serves ``bot.app:create_app()`` (used by ``web`` and ``run``)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "bot.app:create_app()",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(WEB_THREADS),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "5",
+        "--access-logfile",
+        "-",
+    ]
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+
+
+def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
+    """Start everything, wait for Ctrl-C (or a child's death), stop everything; exit status."""
+    env = dict(os.environ)
+    started_redis = False
+    if settings.redis_url is None:
+        url, started_redis = state.ensure_embedded(settings.data_dir)
+        env["REDIS_URL"] = url
+        print(f"embedded Redis: {url} (data in {settings.data_dir})", flush=True)
+    python = sys.executable
+    children = [
+        Child("web", gunicorn_command(port, host="127.0.0.1")),
+        Child("worker", [python, "-m", "bot", "worker"]),
+    ]
+    if sim_port is not None:
+        env.setdefault("WECHAT_API_BASE", f"http://127.0.0.1:{sim_port}")
+        children.append(
+            Child(
+                "simulator",
+                [
+                    python,
+                    "-m",
+                    "bot",
+                    "sim",
+                    "api",
+                    "--port",
+                    str(sim_port),
+                    "--webhook",
+                    f"http://127.0.0.1:{port}/wechat",
+                ],
+            )
+        )
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    try:
+        for child in children:
+            child.process = subprocess.Popen(child.command, env=env, start_new_session=True)
+            print(f"started {child.name} (pid {child.process.pid})", flush=True)
+        print(
+            f"webhook: http://127.0.0.1:{port}/wechat  health: http://127.0.0.1:{port}/healthz",
+            flush=True,
+        )
+        if sim_port is not None:
+            print(f"chat with the account: http://127.0.0.1:{sim_port}/", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for child in children:
+                code = child.process.poll() if child.process else None
+                if code is not None:
+                    print(f"{child.name} exited with status {code}; stopping the rest", flush=True)
+                    status, stopping = code or 1, True
+            time.sleep(0.2)
+    finally:
+        _stop_children(children)
+        if started_redis:
+            state.stop_embedded(settings.data_dir)
+            print("embedded Redis stopped (state kept in the append-only file)", flush=True)
+    return status
+
+
+def _stop_children(children: list[Child]) -> None:
+    running = [c for c in children if c.process and c.process.poll() is None]
+    for child in running:
+        os.killpg(child.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in running:
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+        print(f"stopped {child.name}", flush=True)

@@ -1,0 +1,189 @@
+"""The ``/wechat`` endpoint: the protocol edge between WeChat and the handlers.
+
+GET is the server-config handshake (check ``signature``, echo ``echostr``). POST runs, in order:
+
+1. size: bodies over ``webhook.max_body_bytes`` get 413 (Flask's ``MAX_CONTENT_LENGTH``);
+2. ``signature`` over token, timestamp, nonce, compared in constant time: 403 when missing or wrong;
+3. ``timestamp`` within ``webhook.timestamp_window_seconds`` of now: 403 otherwise;
+4. the body: UTF-8, no ``<!DOCTYPE``/``<!ENTITY``, well-formed: 400 otherwise;
+5. with ``encrypt_type=aes``: ``msg_signature`` (403), then decrypt (400 on bad base64, padding,
+   length or a foreign appid); a safe-mode account refuses plaintext bodies (400);
+6. parse into an :class:`~bot.message.Inbound` (400 on missing, duplicated or mistyped fields);
+7. answer through :mod:`bot.delivery` (dedup, deadline), render, and seal the reply in the AES
+   envelope when the request came encrypted.
+
+Every refusal is one log line naming the reason (never a secret, never a traceback to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bot import clock, delivery
+from bot.config import Config
+from bot.handlers import Context
+from bot.message import BadMessage, Inbound, parse, xml_fields
+from bot.settings import Settings
+from bot.wire import Envelope, EnvelopeError, render_reply, signature, signature_matches
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhook", __name__)
+
+FORBIDDEN_MARKUP = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+MAX_QUERY_VALUE = 256
+
+
+class Refused(Exception):
+    """A request the webhook will not process: HTTP status and the reason logged."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What the endpoint needs, built once by the app factory."""
+
+    settings: Settings
+    config: Config
+    envelope: Envelope
+    context: Context
+    enqueue_late: delivery.LateSender
+
+
+def init_app(app, webhook: Webhook) -> None:  # noqa: ANN001 - Flask app
+    """Register the blueprint with its dependencies."""
+    app.extensions["bot.webhook"] = webhook
+    app.config["MAX_CONTENT_LENGTH"] = webhook.config.webhook.max_body_bytes
+    app.register_blueprint(bp)
+
+
+def _webhook() -> Webhook:
+    return current_app.extensions["bot.webhook"]
+
+
+def _refuse(refused: Refused) -> Response:
+    log.warning(
+        "refused %s %s from %s: %s",
+        request.method,
+        request.path,
+        request.remote_addr,
+        refused.reason,
+    )
+    return Response(refused.reason + "\n", status=refused.status, mimetype="text/plain")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(error: RequestEntityTooLarge) -> Response:
+    return _refuse(Refused(413, "body larger than webhook.max_body_bytes"))
+
+
+def _arg(name: str, required: bool = True) -> str:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise Refused(400, f"query parameter {name} given {len(values)} times")
+    value = values[0] if values else ""
+    if required and not value:
+        raise Refused(403, f"missing query parameter {name}")
+    if len(value) > MAX_QUERY_VALUE:
+        raise Refused(400, f"query parameter {name} too long")
+    return value
+
+
+def _check_signature(hook: Webhook) -> tuple[str, str]:
+    """Check ``signature`` and the timestamp window; return (timestamp, nonce)."""
+    timestamp, nonce_value, given = _arg("timestamp"), _arg("nonce"), _arg("signature")
+    expected = signature(hook.settings.token, timestamp, nonce_value)
+    if not signature_matches(expected, given):
+        raise Refused(403, "signature does not match")
+    if not timestamp.isdigit():
+        raise Refused(403, "timestamp is not a number")
+    window = hook.config.webhook.timestamp_window_seconds
+    if abs(clock.now() - int(timestamp)) > window:
+        raise Refused(403, f"timestamp is more than {window} s away from now")
+    return timestamp, nonce_value
+
+
+@bp.get("/wechat")
+def handshake() -> Response:
+    """The server-config check: echo ``echostr`` once the signature holds."""
+    try:
+        _check_signature(_webhook())
+        echostr = _arg("echostr")
+    except Refused as refused:
+        return _refuse(refused)
+    return Response(echostr, mimetype="text/plain")
+
+
+@bp.post("/wechat")
+def receive() -> Response:
+    """A message or event from WeChat: answer it, or refuse it with a 4xx."""
+    hook = _webhook()
+    try:
+        timestamp, nonce_value = _check_signature(hook)
+        message, encrypted = _read_message(hook, timestamp, nonce_value)
+    except Refused as refused:
+        return _refuse(refused)
+    webhook_config = hook.config.webhook
+    reply = delivery.answer(
+        message,
+        hook.context,
+        budget=webhook_config.deadline_seconds,
+        dedup_ttl=webhook_config.dedup_ttl_seconds,
+        enqueue_late=hook.enqueue_late,
+    )
+    xml = render_reply(reply, message.openid, message.account, int(clock.now()))
+    if encrypted and reply is not None:
+        xml = hook.envelope.seal(xml, str(int(clock.now())), nonce_value)
+    return Response(xml, mimetype="text/plain" if reply is None else "application/xml")
+
+
+def _read_message(hook: Webhook, timestamp: str, nonce_value: str) -> tuple[Inbound, bool]:
+    """Decode, decrypt and parse the body; return the message and whether it came encrypted."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise Refused(400, "empty body")
+    if FORBIDDEN_MARKUP.search(raw):
+        raise Refused(400, "DOCTYPE or ENTITY declarations are not accepted")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(400, f"body is not UTF-8 (byte {exc.start})") from None
+    encrypt_type = _arg("encrypt_type", required=False).lower()
+    if encrypt_type not in ("", "raw", "aes"):
+        raise Refused(400, f"unknown encrypt_type {encrypt_type!r}")
+    encrypted = encrypt_type == "aes"
+    if encrypted:
+        body = _open_envelope(hook, body, timestamp, nonce_value)
+    elif hook.settings.mode == "safe":
+        raise Refused(400, "this account is in safe mode: plaintext bodies are refused")
+    try:
+        return parse(body), encrypted
+    except BadMessage as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def _open_envelope(hook: Webhook, body: str, timestamp: str, nonce_value: str) -> str:
+    msg_signature = _arg("msg_signature")
+    try:
+        outer = xml_fields(body)
+    except BadMessage as exc:
+        raise Refused(400, str(exc)) from None
+    encrypt = outer.get("Encrypt")
+    if not isinstance(encrypt, str) or not encrypt.strip():
+        raise Refused(400, "encrypt_type=aes but no single Encrypt field")
+    try:
+        plain = hook.envelope.open(encrypt.strip(), msg_signature, timestamp, nonce_value)
+    except EnvelopeError as exc:
+        status = 403 if "signature" in str(exc) else 400
+        raise Refused(status, str(exc)) from None
+    if FORBIDDEN_MARKUP.search(plain.encode("utf-8")):
+        raise Refused(400, "DOCTYPE or ENTITY declarations are not accepted")
+    return plain

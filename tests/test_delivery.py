@@ -1,0 +1,120 @@
+"""Retries and the deadline: each delivery processed once, answered in time or sent later."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot import delivery
+from bot.handlers import Context, registry
+from bot.message import Inbound, Text
+from bot.state import Keys
+from bot.wire import build_message
+from tests.conftest import WeChat
+
+OPENID = "oSlow000000000000000000000"
+
+
+@pytest.fixture
+def slow_handler(monkeypatch):
+    """Make "slow N" questions take N seconds, counting the calls."""
+    calls: list[str] = []
+    original = registry.dispatch
+
+    def dispatch(message: Inbound, context: Context):
+        if message.content.startswith("slow "):
+            calls.append(message.delivery_id)
+            time.sleep(float(message.content.split()[1]))
+            return Text(f"answer to {message.content}")
+        return original(message, context)
+
+    monkeypatch.setattr(registry, "dispatch", dispatch)
+    return calls
+
+
+def test_redelivery_is_answered_from_cache_without_processing(wechat: WeChat, slow_handler) -> None:
+    xml = build_message("text", OPENID, Content="slow 0.01")
+    first = wechat.reply(xml, OPENID)
+    second = wechat.reply(xml, OPENID)
+    assert first.text == second.text == "answer to slow 0.01"
+    assert len(slow_handler) == 1
+
+
+def test_retry_during_processing_waits_for_the_first_answer(wechat: WeChat, slow_handler) -> None:
+    xml = build_message("text", OPENID, Content="slow 0.5")
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(wechat.reply, xml, OPENID)
+        time.sleep(0.1)
+        retry = pool.submit(wechat.reply, xml, OPENID)
+        assert first.result().text == retry.result().text == "answer to slow 0.5"
+    assert len(slow_handler) == 1
+
+
+def test_too_slow_answer_becomes_success_and_goes_late(
+    make_app, config, slow_handler, fake_redis
+) -> None:
+    fast = config.webhook.model_copy(update={"deadline_seconds": 0.3})
+    app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
+    late: list[Inbound] = []
+    app.extensions["bot.webhook"] = app.extensions["bot.webhook"].__class__(
+        **{**app.extensions["bot.webhook"].__dict__, "enqueue_late": late.append}
+    )
+    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    xml = build_message("text", OPENID, Content="slow 1")
+    started = time.monotonic()
+    reply = wechat.reply(xml, OPENID)
+    assert reply.kind == "none" and time.monotonic() - started < 0.9
+    assert [m.content for m in late] == ["slow 1"]
+    # a retry in the meantime is not processed again and gets success too
+    assert wechat.reply(xml, OPENID).kind == "none"
+    message = late[0]
+    ready, _ = delivery.late_answer(fake_redis, message, app.extensions["bot.webhook"].context)
+    assert not ready  # still being computed
+    time.sleep(1.0)
+    ready, answer = delivery.late_answer(fake_redis, message, app.extensions["bot.webhook"].context)
+    assert ready and answer == Text("answer to slow 1")
+    assert len(slow_handler) == 1
+
+
+def test_late_answer_recomputed_when_its_process_died(app, fake_redis, slow_handler) -> None:
+    context = app.extensions["bot.webhook"].context
+    message = Inbound(
+        kind="text", openid=OPENID, account="gh", create_time=1, msg_id="9", content="slow 0"
+    )
+    # no stored answer and no lock: the web process is gone
+    ready, answer = delivery.late_answer(fake_redis, message, context)
+    assert ready and answer == Text("answer to slow 0")
+
+
+def test_handler_crash_gives_an_apology_not_a_500(wechat: WeChat, monkeypatch, caplog) -> None:
+    def explode(message, context):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(registry, "dispatch", explode)
+    reply = wechat.ask("anything")
+    assert reply.text == delivery.APOLOGY.content
+    assert "boom" in caplog.text
+
+
+def test_dedup_keys_expire(wechat: WeChat, fake_redis, config) -> None:
+    xml = build_message("text", OPENID, Content="微信", msg_id=777)
+    wechat.reply(xml, OPENID)
+    ttl = fake_redis.ttl(Keys.seen(OPENID, "m777"))
+    assert 0 < ttl <= config.webhook.dedup_ttl_seconds
+    assert not fake_redis.exists(Keys.lock(OPENID, "m777"))
+
+
+def test_events_dedup_by_create_time_event_and_key(wechat: WeChat, fake_redis) -> None:
+    click = build_message("event", OPENID, create_time=123, Event="CLICK", EventKey="ABOUT")
+    wechat.reply(click, OPENID)
+    assert fake_redis.exists(Keys.seen(OPENID, "e123:click:ABOUT"))
+
+
+def test_threads_do_not_leak(wechat: WeChat) -> None:
+    before = threading.active_count()
+    for i in range(20):
+        wechat.ask(f"微信 {i}")
+    assert threading.active_count() <= before + 16
