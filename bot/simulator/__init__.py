@@ -7,5 +7,6 @@
 - :mod:`~bot.simulator.actions`  what a subscriber can do (chat lines and slash commands)
 - :mod:`~bot.simulator.driver`  posts to the webhook as WeChat does (timeouts, re-deliveries)
 - :mod:`~bot.simulator.chat`  the terminal chat (``python -m bot sim chat``)
+- :mod:`~bot.simulator.server`  serves an app from a background thread (tests, benchmarks)
 - :mod:`~bot.simulator.commands`  the ``sim`` command group
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import signal
 import sys
 import time
@@ -134,7 +135,9 @@ def api(host: str, port: int, webhook: str, log_path: Path | None, account_type:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    click.echo(f"WeChat simulator: chat page http://{host}:{port}/ (fake API {settings.appid}, "
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
+    click.echo(f"WeChat simulator: chat page http://{host}:{server.server_port}/ (fake API "
+               f"{settings.appid}, "
                f"webhook {webhook}, {settings.mode} mode)")
     click.echo(f"delivery log: {log_path}")
     if virtual is not None:

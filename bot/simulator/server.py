@@ -19,6 +19,7 @@ class BackgroundServer:
     """``with BackgroundServer(app) as server: requests.get(server.url + "/")``."""
 
     def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
         self._server = make_server(host, port, app, threaded=True)  # type: ignore[arg-type]
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,),

@@ -57,7 +57,8 @@ function rawExchange(x) {
 async function send(line) {
   const user = current;
   if (line.trim() === "/help") { add(user, {side: "sys", text: USAGE}); return; }
-  add(user, {side: "me", text: line});
+  const command = line.trim().startsWith("/");
+  if (!command) add(user, {side: "me", text: line});
   let answer;
   try {
     const response = await fetch("/sim/act", {
@@ -70,6 +71,7 @@ async function send(line) {
     return;
   }
   if (answer.error) { add(user, {side: "sys", text: answer.error}); return; }
+  if (command) add(user, {side: "me", text: answer.sent});
   if (!answer.request_xml) return;  // an action only the platform hears
   if (answer.shown) {
     add(user, {side: "bot", text: answer.shown, failed: !!answer.problem,

@@ -1,0 +1,109 @@
+"""The chat page end to end in headless Chromium (Debian's, driven by Playwright).
+
+Subscribe, ask, click a menu button, watch a push arrive, open the raw XML, switch subscribers.
+Skips, saying why, when Chromium or Playwright is missing (``scripts/install-browser`` installs
+Chromium).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bot.simulator.api import create_api
+from bot.simulator.driver import FAILURE_NOTICE, openid_for
+from bot.simulator.server import BackgroundServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+WAIT_MS = 15_000
+
+
+def chromium_path() -> str:
+    """Debian's chromium, or skip saying how to get it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("Chromium is not installed (scripts/install-browser installs Debian's)")
+    return found
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    executable = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (requirements-dev.txt)")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=executable, headless=True,
+            args=CHROMIUM_FLAGS)
+        context.set_default_timeout(WAIT_MS)
+        yield context.new_page()
+        context.close()
+
+
+@pytest.fixture
+def simulator(make_app, settings, config, tmp_path):
+    """The real webhook and the simulator process's app, served side by side."""
+    webhook = BackgroundServer(make_app(api_base="http://127.0.0.1:1")).start()
+    api_app = create_api(settings, webhook_url=webhook.url + "/wechat",
+                         log_path=tmp_path / "deliveries.jsonl",
+                         menu_fallback=config.menu.to_api())
+    api = BackgroundServer(api_app).start()
+    yield api
+    api.stop()
+    webhook.stop()
+
+
+def bot_bubbles(page) -> list[str]:
+    return page.locator("#messages .bubble.bot").all_inner_texts()
+
+
+def wait_for_bubbles(page, count: int) -> list[str]:
+    page.wait_for_function(
+        f"document.querySelectorAll('#messages .bubble.bot').length >= {count}",
+        timeout=WAIT_MS)
+    return bot_bubbles(page)
+
+
+def test_chat_page_end_to_end(browser_page, simulator, config):
+    page = browser_page
+    page.goto(simulator.url + "/")
+    assert page.locator("#who").inner_text() == "alice"
+
+    page.click("#btn-subscribe")
+    welcome = wait_for_bubbles(page, 1)[0]
+    assert config.account.welcome.splitlines()[0][:8] in welcome
+
+    page.fill("#text", "微信公众平台的价值观是什么")
+    page.press("#text", "Enter")
+    answer = wait_for_bubbles(page, 2)[1]
+    assert FAILURE_NOTICE not in answer and "价值观" in answer
+    mine = page.locator("#messages .bubble.me").all_inner_texts()
+    assert mine == ["[关注]", "微信公众平台的价值观是什么"]
+
+    first_click = page.locator("#menu .menu-button[data-key]").first
+    first_click.click()
+    assert len(wait_for_bubbles(page, 3)) == 3
+
+    platform = simulator.app.extensions["sim.platform"]
+    platform.send_custom({"touser": openid_for("alice"), "msgtype": "text",
+                          "text": {"content": "本周摘要：价值观公开课"}})
+    push = page.locator("#messages .bubble.push")
+    push.wait_for()
+    assert "本周摘要：价值观公开课" in push.inner_text()
+    page.locator("#log li", has_text="本周摘要").wait_for()
+
+    page.locator("#messages .bubble.bot .xml-toggle").last.click()
+    raw = page.locator("#messages .bubble.bot pre.xml").last
+    assert raw.is_visible()
+    assert "<MsgType><![CDATA[event]]></MsgType>" in raw.inner_text()
+
+    page.click('.user[data-user="bob"]')
+    assert page.locator("#who").inner_text() == "bob"
+    assert page.locator("#messages .bubble").count() == 0
+    page.click('.user[data-user="alice"]')
+    assert len(bot_bubbles(page)) == 3
