@@ -1,0 +1,108 @@
+"""The RQ jobs of digest pushes: plain functions with JSON arguments, idempotent, on queue ``push``.
+
+- :func:`plan_job` (one per run) enqueues :func:`chunk_job` for every few hundred subscribers;
+- :func:`chunk_job` decides and sends for one chunk; quota or outage errors raise
+  :class:`~bot.push.runs.RetryLater` and RQ retries it (:data:`CHUNK_RETRY`, spaced beyond the
+  reservation lease, so a retry after a crash finds its stale reservations and marks them
+  ``unknown`` rather than sending again);
+- :func:`sweep_job` sends what quiet hours deferred; :func:`reconcile_job` closes a run.
+
+A job builds its :class:`~bot.push.runs.Setup` once per worker process (:func:`setup`), and first
+follows the shared virtual time of a simulation (:func:`bot.push.timebase.follow`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import redis
+from rq import Queue, Retry, get_current_job
+from rq.serializers import JSONSerializer
+
+from bot import state
+from bot.config import load_config
+from bot.push import runs, timebase
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE = "push"
+"""The queue of digest jobs (workers must listen to it, after ``default``)."""
+
+CHUNK_RETRY = Retry(max=3, interval=[90, 300, 900])
+"""Back-off of a chunk after 45009/45011/-1 or an outage; the first wait exceeds the lease."""
+
+PLAN_RETRY = Retry(max=3, interval=[30, 60, 120])
+"""A planning job killed half-way is planned again (chunks already enqueued are harmless)."""
+
+JOB_TIMEOUT = 900
+"""Seconds one chunk may take (500 API calls at the platform's pace, with margin)."""
+
+
+def queue(r: redis.Redis) -> Queue:
+    """The push queue on the server ``r`` talks to (JSON serializer, like the bot's other jobs)."""
+    return Queue(QUEUE, connection=state.bytes_client(r), serializer=JSONSerializer)
+
+
+@cache
+def setup() -> runs.Setup:
+    """This worker process's settings, config, Redis and API client."""
+    from bot.wechat_api import WeChatApi
+
+    settings = Settings.from_env()
+    config = load_config(settings.config_dir)
+    r = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
+    return runs.Setup(r, config, WeChatApi.from_settings(settings, r), settings.content_dir)
+
+
+def job_name(*parts: object) -> str:
+    """A job id from parts (RQ ids allow letters, digits, ``-`` and ``_``)."""
+    text = "-".join(str(p) for p in parts)
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+
+
+def enqueue_plan(r: redis.Redis, run: str) -> None:
+    """Queue the planning of ``run``."""
+    queue(r).enqueue(
+        "bot.push.jobs.plan_job", run, job_id=job_name("push-plan", run), retry=PLAN_RETRY,
+        job_timeout=JOB_TIMEOUT,
+    )
+
+
+def plan_job(run: str) -> int:
+    """Split ``run`` into chunk jobs; returns how many."""
+    s = setup()
+    timebase.follow(s.redis)
+    q = queue(s.redis)
+
+    def enqueue_chunk(index: int, openids: list[str]) -> None:
+        q.enqueue(
+            "bot.push.jobs.chunk_job", run, openids, job_id=job_name("push-chunk", run, index),
+            retry=CHUNK_RETRY, job_timeout=JOB_TIMEOUT,
+        )
+
+    return runs.plan(s, run, enqueue_chunk)
+
+
+def chunk_job(run: str, openids: list[str]) -> dict[str, int]:
+    """Decide and send one chunk of ``run``; returns the decisions by reason."""
+    s = setup()
+    timebase.follow(s.redis)
+    job = get_current_job()
+    final = job is None or not job.retries_left
+    return dict(runs.process_chunk(s, run, openids, final_attempt=final))
+
+
+def sweep_job() -> dict[str, int]:
+    """Send the deferred digests that are due."""
+    s = setup()
+    timebase.follow(s.redis)
+    return dict(runs.sweep(s))
+
+
+def reconcile_job(run: str) -> dict[str, int]:
+    """Close ``run``: stale reservations become unknown, undecided subscribers are decided."""
+    s = setup()
+    timebase.follow(s.redis)
+    return dict(runs.reconcile(s, run))

@@ -1,0 +1,367 @@
+"""Digest runs: slots from the schedule, planning in chunks, sending, deferred sends, reconciling.
+
+A *run* is one digest at one slot of its cron schedule, named ``<digest>@<slot epoch>``. Its
+life, each step idempotent so a retried or duplicated job changes nothing:
+
+1. :func:`start_run` marks it scheduled (``HSETNX``: the first scheduler wins, a second one or a
+   restart at the same slot does nothing);
+2. :func:`plan` splits the subscribers (``ZSCAN`` of ``Keys.push_members``) into chunks and hands
+   each to ``enqueue_chunk`` (an RQ job, or a direct call in ``push run``);
+3. :func:`process_chunk` picks each subscriber's articles, asks the throttle (which reserves every
+   send in the run's ledger before the API call), calls the API, and settles each outcome;
+4. :func:`sweep` re-decides the sends quiet hours deferred, once they are due;
+5. :func:`reconcile` turns reservations left by a crash into ``unknown`` (never resent) and decides
+   for every subscriber of the slot whose chunk was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import redis
+from croniter import croniter
+
+from bot import clock
+from bot.config import Config, Digest
+from bot.push.selection import FIRST_DIGEST_LOOKBACK, Catalog, Item, render
+from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle
+from bot.state import Keys
+from bot.wechat_api import ApiError, ApiUnreachable
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 500
+"""Subscribers per chunk job (hundreds: never one job per subscriber)."""
+
+MASS_CHUNK_SIZE = 10000
+"""Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids."""
+
+SETTLE_EVERY = 16
+"""Outcomes recorded in one round trip; a crash leaves at most this many as ``unknown``."""
+
+CATCH_UP = 3600
+"""A slot missed by longer than this (the scheduler was down) is not sent late."""
+
+RUN_TTL = 35 * 86400
+"""How long a run's ledger and plan are kept (the report reads them)."""
+
+
+class Sender(Protocol):
+    """What the runs need of the API client (:class:`bot.wechat_api.WeChatApi`)."""
+
+    def send_text(self, openid: str, content: str) -> None: ...  # noqa: D102
+
+    def mass_send(self, openids: list[str], content: str, clientmsgid: str) -> int: ...  # noqa: D102
+
+
+class RetryLater(Exception):
+    """Some sends of a chunk hit a quota or an outage; the job is retried with back-off."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run needs: Redis, the config, the API, and where the articles are."""
+
+    redis: redis.Redis
+    config: Config
+    api: Sender
+    content_dir: Path
+
+    def catalog(self) -> Catalog:
+        """The current articles (reloaded only when files changed)."""
+        return Catalog.load(self.content_dir, self.config.folder, self.config.account.timezone)
+
+    def digest(self, name: str) -> Digest:
+        """The digest called ``name``, or ValueError naming the ones that exist."""
+        found = self.config.push.digest(name)
+        if found is None:
+            names = ", ".join(d.name for d in self.config.push.digests) or "none"
+            raise ValueError(f"no digest {name!r} in push.yaml (defined: {names})")
+        return found
+
+
+# --- runs and slots -----------------------------------------------------------------------------
+
+
+def run_id(digest: str, slot: float) -> str:
+    """The name of one digest at one slot."""
+    return f"{digest}@{int(slot)}"
+
+
+def parse_run(run: str) -> tuple[str, float]:
+    """``(digest, slot)`` of a run id."""
+    digest, _, slot = run.rpartition("@")
+    if not digest or not slot.isdigit():
+        raise ValueError(f"not a run id: {run!r} (expected <digest>@<epoch seconds>)")
+    return digest, float(slot)
+
+
+def last_slot(digest: Digest, timezone: str, now: float) -> float:
+    """The latest slot of ``digest``'s schedule at or before ``now`` (in the account's zone)."""
+    local = dt.datetime.fromtimestamp(now, ZoneInfo(timezone))
+    itr = croniter(digest.schedule, local + dt.timedelta(seconds=1))
+    return itr.get_prev(dt.datetime).timestamp()
+
+
+def start_run(r: redis.Redis, run: str, now: float) -> bool:
+    """Mark ``run`` scheduled; False when it already was (another scheduler, a restart)."""
+    key = Keys.push_plan(run)
+    first = bool(r.hsetnx(key, "scheduled", repr(now)))
+    if first:
+        pipe = r.pipeline()
+        pipe.expire(key, RUN_TTL)
+        pipe.zadd(Keys.push_runs(), {run: parse_run(run)[1]})
+        pipe.execute()
+    return first
+
+
+def plan(setup: Setup, run: str, enqueue_chunk: Callable[[int, list[str]], None]) -> int:
+    """Hand every subscriber of ``run`` to ``enqueue_chunk`` in chunks; returns the chunk count.
+
+    Planning twice (a retried job) enqueues the chunks again, which the ledger makes harmless.
+    """
+    r = setup.redis
+    name, slot = parse_run(run)
+    digest = setup.digest(name)
+    key = Keys.push_plan(run)
+    if r.hget(key, "state") == "planned":
+        return int(r.hget(key, "chunks") or 0)
+    r.hsetnx(key, "scheduled", repr(clock.now()))
+    r.zadd(Keys.push_runs(), {run: slot})
+    size = MASS_CHUNK_SIZE if digest.channel == "mass" else CHUNK_SIZE
+    count = 0
+    for count, openids in enumerate(members(r, size, until=slot), 1):
+        enqueue_chunk(count - 1, openids)
+    pipe = r.pipeline()
+    pipe.hset(key, mapping={"state": "planned", "chunks": count})
+    pipe.expire(key, RUN_TTL)
+    pipe.execute()
+    return count
+
+
+def members(r: redis.Redis, size: int, until: float | None = None) -> Iterator[list[str]]:
+    """Subscribed openids in lists of ``size`` (``ZSCAN``: nobody present throughout is missed).
+
+    ``until`` leaves out who followed after that time.
+    """
+    batch: list[str] = []
+    seen: set[str] = set()
+    for openid, followed in r.zscan_iter(Keys.push_members(), count=size):
+        if (until is not None and followed > until) or openid in seen:
+            continue
+        seen.add(openid)
+        batch.append(openid)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --- one chunk ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def quiet_intervals(timezone: str, quiet: str, hour: int) -> tuple[tuple[float, float], ...]:
+    """Quiet intervals (epoch seconds) around the hour ``hour`` (epoch hours) in ``timezone``."""
+    start, _, end = quiet.partition("-")
+    if quiet == "off" or not start.isdigit() or not end.isdigit():
+        return ()
+    zone = ZoneInfo(timezone)
+    today = dt.datetime.fromtimestamp(hour * 3600, zone).date()
+    out = []
+    for shift in (-1, 0, 1):
+        day = today + dt.timedelta(days=shift)
+        begin = dt.datetime.combine(day, dt.time(int(start)), zone)
+        finish_day = day if int(end) > int(start) else day + dt.timedelta(days=1)
+        finish = dt.datetime.combine(finish_day, dt.time(int(end)), zone)
+        out.append((begin.timestamp(), finish.timestamp()))
+    return tuple(out)
+
+
+def process_chunk(
+    setup: Setup, run: str, openids: list[str], final_attempt: bool = True
+) -> Counter[str]:
+    """Decide and send for ``openids``; returns the decisions made by this call.
+
+    Raises :class:`RetryLater` when quota or outage errors left sends to retry (unless this is
+    the ``final_attempt``, which records them as ``failed-api``).
+    """
+    r = setup.redis
+    name, slot = parse_run(run)
+    digest = setup.digest(name)
+    config = setup.config
+    now = clock.now()
+    catalog = setup.catalog()
+    throttle = Throttle(
+        r, run, digest.name, digest.channel, config.push.limits,
+        day=dt.datetime.fromtimestamp(slot, dt.UTC).date().isoformat(),
+        account_type=config.account.type,
+    )
+    cursor_field = f"cursor:{digest.name}"
+    pipe = r.pipeline(transaction=False)
+    for openid in openids:
+        pipe.hmget(Keys.user(openid), "tz", "quiet", "lang", "since", cursor_field)
+        pipe.zrange(Keys.push_interests(openid), 0, -1, withscores=True)
+    rows = pipe.execute()
+    limits = config.push.limits
+    default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
+    mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
+    candidates, picks, langs = [], {}, {}
+    for i, openid in enumerate(openids):
+        tz, quiet, lang, since, cursor = rows[2 * i]
+        interests = dict(rows[2 * i + 1])
+        start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
+        if digest.channel == "custom":
+            picked = catalog.pick(interests, start, now, digest.items)
+        else:
+            picked = [
+                item for item in mass_items
+                if item.published > start and (not interests or item.terms & interests.keys())
+            ]
+            picked = mass_items if picked else []
+        picks[openid], langs[openid] = picked, lang or "zh"
+        zone = tz or config.account.timezone
+        intervals = quiet_intervals(zone, quiet or default_quiet, int(now // 3600))
+        candidates.append(Candidate(openid, bool(picked), intervals))
+    decisions = throttle.decide(candidates)
+    counts: Counter[str] = Counter(
+        d.reason if d.fresh else "already-decided" for d in decisions if d.reason != "reserved"
+    )
+    reserved = [d for d in decisions if d.reason == "reserved"]
+    if digest.channel == "custom":
+        outcomes = _send_custom(setup, throttle, reserved, picks, langs, final_attempt)
+    else:
+        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt)
+    counts.update(outcomes)
+    if counts.get("retry") and not final_attempt:
+        raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
+    return counts
+
+
+def _failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
+    """``(outcome, detail, stop calling)`` for an API error."""
+    if isinstance(exc, ApiUnreachable):
+        if exc.maybe_delivered:
+            return "unknown", "timeout", False
+        return ("failed-api" if final_attempt else "retry"), "unreachable", True
+    if exc.retry_later:
+        return ("failed-api" if final_attempt else "retry"), str(exc.code), True
+    return "failed-api", str(exc.code), False
+
+
+def _send_custom(
+    setup: Setup,
+    throttle: Throttle,
+    reserved: list[Decision],
+    picks: dict[str, list[Item]],
+    langs: dict[str, str],
+    final_attempt: bool,
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    batch: list[tuple[Decision, str, str]] = []
+    halted: tuple[str, str] | None = None
+    for decision in reserved:
+        if halted:
+            batch.append((decision, *halted))
+        else:
+            try:
+                setup.api.send_text(decision.openid, render(picks[decision.openid],
+                                                            langs[decision.openid]))
+                batch.append((decision, "sent", ""))
+            except ApiError as exc:
+                outcome, detail, stop = _failure(exc, final_attempt)
+                log.info("digest to %s: %s (%s)", decision.openid, outcome, exc)
+                batch.append((decision, outcome, detail))
+                if stop:
+                    halted = (outcome, detail)
+        if len(batch) >= SETTLE_EVERY:
+            counts.update(throttle.settle(batch))
+            batch = []
+    if batch:
+        counts.update(throttle.settle(batch))
+    return counts
+
+
+def _send_mass(
+    setup: Setup,
+    throttle: Throttle,
+    reserved: list[Decision],
+    items: list[Item],
+    run: str,
+    final_attempt: bool,
+) -> Counter[str]:
+    if not reserved:
+        return Counter()
+    openids = [d.openid for d in reserved]
+    clientmsgid = f"{run}:{openids[0]}"
+    if len(openids) < 2:  # mass/send takes 2 to 10000 openids
+        return Counter(throttle.settle([(reserved[0], "failed-api", "one-recipient")]))
+    try:
+        setup.api.mass_send(openids, render(items, "zh"), clientmsgid)
+        outcome, detail = "sent", ""
+    except ApiError as exc:
+        outcome, detail, _ = _failure(exc, final_attempt)
+        if exc.code == 45065:  # this clientmsgid was already sent: a retry after a crash
+            outcome, detail = "unknown", "45065"
+    return Counter(throttle.settle([(d, outcome, detail) for d in reserved]))
+
+
+# --- deferred sends and recovery ----------------------------------------------------------------
+
+
+def sweep(setup: Setup, limit: int = 5000) -> Counter[str]:
+    """Re-decide the sends quiet hours deferred that are now due."""
+    r = setup.redis
+    now = clock.now()
+    due = r.zrangebyscore(Keys.push_due(), "-inf", now, start=0, num=limit)
+    by_run: dict[str, list[str]] = {}
+    pipe = r.pipeline(transaction=False)
+    for openid in due:
+        pipe.hgetall(Keys.push_pending(openid))
+    for openid, pending in zip(due, pipe.execute(), strict=True):
+        if not pending:
+            r.zrem(Keys.push_due(), openid)
+        for run, at in pending.items():
+            if float(at) <= now:
+                by_run.setdefault(run, []).append(openid)
+    counts: Counter[str] = Counter()
+    for run, openids in by_run.items():
+        try:
+            counts.update(process_chunk(setup, run, openids))
+        except ValueError as exc:  # the digest was removed from push.yaml
+            log.warning("deferred sends of %s dropped: %s", run, exc)
+            for openid in openids:
+                r.hdel(Keys.push_pending(openid), run)
+    return counts
+
+
+def reconcile(setup: Setup, run: str) -> Counter[str]:
+    """Close a run: stale reservations become ``unknown``, undecided subscribers get a decision.
+
+    Run it once the run's chunk jobs are finished or dead (the scheduler does, a few minutes
+    after the slot). Deferred sends stay with :func:`sweep`.
+    """
+    r = setup.redis
+    _, slot = parse_run(run)
+    ledger = r.hgetall(Keys.push_ledger(run))
+    counts: Counter[str] = Counter()
+    stale = [
+        openid for openid, value in ledger.items()
+        if value.startswith("reserved|")
+        and clock.now() - float(value.split("|")[1]) >= LEASE_SECONDS
+    ]
+    missing = [o for batch in members(r, CHUNK_SIZE, until=slot) for o in batch if o not in ledger]
+    for i in range(0, len(stale) + len(missing), CHUNK_SIZE):
+        batch = (stale + missing)[i:i + CHUNK_SIZE]
+        counts.update(process_chunk(setup, run, batch))
+    r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
+    return counts

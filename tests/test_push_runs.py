@@ -1,0 +1,257 @@
+"""Digest runs end to end on fakeredis, against the simulator's fake WeChat API over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import fakeredis
+import pytest
+
+from bot import clock, subscribers
+from bot.config import load_config
+from bot.push import runs
+from bot.push.throttle import Candidate, Throttle
+from bot.push.timebase import SharedClock, server_now
+from bot.settings import Settings
+from bot.simulator.api import create_api
+from bot.simulator.server import BackgroundServer
+from bot.state import Keys
+from bot.wechat_api import WeChatApi
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(text: str, zone: ZoneInfo = SHANGHAI) -> float:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
+
+
+ARTICLES = {
+    "values.md": ("微信的价值观", "2030-01-03", ["微信", "价值观"], "微信的价值观是用户价值。"),
+    "search.md": ("How search works", "2030-01-04", ["search"], "Search ranks passages by words."),
+    "design.md": ("产品设计", "2030-01-05", ["设计"], "好的产品用完即走。"),
+}
+
+
+@pytest.fixture()
+def world(tmp_path: Path):
+    r = fakeredis.FakeRedis(decode_responses=True)
+    shared = SharedClock(r, at("2030-01-06T08:00:00"))
+    clock.install(shared)
+    config_dir, content_dir = tmp_path / "config", tmp_path / "content"
+    config_dir.mkdir()
+    content_dir.mkdir()
+    (config_dir / "account.yaml").write_text("timezone: Asia/Shanghai\n")
+    (config_dir / "push.yaml").write_text(
+        "limits:\n  per_day: 1\n  per_week: 3\n"
+        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n    items: 2\n"
+    )
+    for name, (title, date, tags, body) in ARTICLES.items():
+        (content_dir / name).write_text(
+            f"---\ntitle: {title}\ndate: {date}\ntags: {json.dumps(tags, ensure_ascii=False)}\n"
+            f"---\n{body}\n", encoding="utf-8"
+        )
+    settings = Settings(config_dir=config_dir, content_dir=content_dir)
+    api_app = create_api(settings, log_path=tmp_path / "deliveries.jsonl")
+    server = BackgroundServer(api_app).start()
+    settings = Settings(config_dir=config_dir, content_dir=content_dir, api_base=server.url)
+    setup = runs.Setup(r, load_config(config_dir), WeChatApi.from_settings(settings, r),
+                       content_dir)
+    world = World(r, shared, setup, api_app.extensions["sim.platform"], tmp_path)
+    yield world
+    server.stop()
+    clock.reset()
+
+
+class World:
+    def __init__(self, r, shared, setup, platform, folder):
+        self.r, self.clock, self.setup, self.platform, self.folder = (
+            r, shared, setup, platform, folder
+        )
+
+    def follower(self, name: str, message: bool = True) -> str:
+        openid = f"o{name}"
+        subscribers.on_follow(self.r, openid)
+        self.platform.record(openid, "follow", name)
+        if message:
+            self.ask(openid)
+        return openid
+
+    def ask(self, openid: str) -> None:
+        subscribers.on_activity(self.r, openid, "message")
+        self.platform.record(openid, "message")
+
+    def run(self, when: float | None = None) -> tuple[str, dict[str, int]]:
+        slot = runs.last_slot(self.setup.digest("daily"), "Asia/Shanghai", when or clock.now())
+        run = runs.run_id("daily", slot)
+        chunks: list[list[str]] = []
+        runs.plan(self.setup, run, lambda i, openids: chunks.append(openids))
+        counts: dict[str, int] = {}
+        for openids in chunks:
+            for reason, n in runs.process_chunk(self.setup, run, openids).items():
+                counts[reason] = counts.get(reason, 0) + n
+        return run, counts
+
+    def delivered(self, openid: str | None = None) -> list[dict]:
+        return [e for e in self.platform.log.since(0) if openid is None or e["openid"] == openid]
+
+    def ledger(self, run: str) -> dict[str, str]:
+        return {o: v.split("|")[0] for o, v in self.r.hgetall(Keys.push_ledger(run)).items()}
+
+
+def test_the_server_clock_follows_the_shared_virtual_clock(world):
+    assert abs(server_now(world.r) - clock.now()) < 1
+    world.clock.advance(86400)
+    assert abs(server_now(world.r) - clock.now()) < 1
+
+
+def test_a_subscriber_in_the_window_gets_one_digest_and_no_second_that_day(world):
+    openid = world.follower("alice")
+    world.clock.advance(3600 + 60)  # 09:01
+    run, counts = world.run()
+    assert counts == {"sent": 1}
+    sent = world.delivered(openid)
+    assert len(sent) == 1 and "产品设计" in sent[0]["content"] and "退订" in sent[0]["content"]
+    assert world.run() == (run, {})  # planned once per slot
+    assert runs.process_chunk(world.setup, run, [openid]) == {"already-decided": 1}
+    world.clock.advance(24 * 3600 - 30)  # tomorrow's 09:00 slot, 23:59:30 after the digest
+    world.ask(openid)
+    (world.folder / "content" / "new.md").write_text(
+        "---\ntitle: 新文章\ndate: 2030-01-07\n---\n新的。\n", encoding="utf-8"
+    )
+    assert world.run()[1] == {"skipped-cap": 1}
+    assert world.delivered(openid) == sent
+
+
+def test_the_weekly_cap_is_a_sliding_log(world):
+    openid = world.follower("bob")
+    sent_days = []
+    for day in range(5):
+        world.ask(openid)
+        (world.folder / "content" / f"new{day}.md").write_text(
+            f"---\ntitle: 第{day}篇\ndate: 2030-01-{6 + day:02d}\n---\n新的文章 {day}。\n",
+            encoding="utf-8",
+        )
+        world.clock.advance(3600 + 60 if day == 0 else 86400)
+        _, counts = world.run()
+        if counts.get("sent"):
+            sent_days.append(day)
+        else:
+            assert counts == {"skipped-cap": 1}
+    assert sent_days == [0, 1, 2]
+
+
+def test_quiet_hours_defer_to_the_subscribers_morning(world):
+    openid = world.follower("carol")
+    world.r.hset(Keys.user(openid), "tz", "Europe/London")
+    world.clock.advance(3600 + 60)  # 09:01 Shanghai = 01:01 London
+    run, counts = world.run()
+    assert counts == {"deferred-quiet": 1}
+    assert not world.delivered(openid)
+    due = world.r.zscore(Keys.push_due(), openid)
+    assert due == at("2030-01-06T08:00:00", ZoneInfo("Europe/London"))
+    world.clock.advance(due - clock.now() - 60)
+    assert runs.sweep(world.setup) == {}
+    world.clock.advance(120)
+    assert runs.sweep(world.setup) == {"sent": 1}
+    assert len(world.delivered(openid)) == 1
+    assert world.ledger(run)[openid] == "sent"
+    assert not world.r.exists(Keys.push_pending(openid))
+
+
+@pytest.mark.parametrize(
+    ("prepare", "reason"),
+    [
+        (lambda w, o: w.r.hset(Keys.user(o), "digests", "off"), "skipped-optout"),
+        (lambda w, o: subscribers.on_unfollow(w.r, o), None),
+        (lambda w, o: w.r.hset(Keys.user(o), "last_msg", clock.now() - 49 * 3600),
+         "skipped-window"),
+        (lambda w, o: w.r.hset(Keys.user(o), "last_seen", clock.now() - 91 * 86400),
+         "skipped-inactive"),
+        (lambda w, o: subscribers.learn(w.r, o, ["量子"]), "skipped-irrelevant"),
+        (lambda w, o: [subscribers.record_cs_send(w.r, o) for _ in range(4)], "skipped-window"),
+    ],
+    ids=["optout", "unsubscribed", "window", "inactive", "irrelevant", "last-slot"],
+)
+def test_who_gets_nothing_and_why(world, prepare, reason):
+    openid = world.follower("dan")
+    world.clock.advance(3600 + 60)
+    prepare(world, openid)
+    run, counts = world.run()
+    assert not world.delivered(openid)
+    if reason is None:  # unsubscribed: no longer a member, so not even asked about
+        assert counts == {} and openid not in world.ledger(run)
+    else:
+        assert counts == {reason: 1}
+        assert world.ledger(run)[openid] == reason
+
+
+def test_interests_rank_the_articles(world):
+    openid = world.follower("erin")
+    subscribers.learn(world.r, openid, ["search"])
+    world.clock.advance(3600 + 60)
+    world.run()
+    content = world.delivered(openid)[0]["content"]
+    assert "How search works" in content and "产品设计" not in content
+
+
+def test_a_reservation_left_by_a_crash_becomes_unknown_and_is_never_resent(world):
+    openid = world.follower("frank")
+    world.clock.advance(3600 + 60)
+    slot = runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai", clock.now())
+    run = runs.run_id("daily", slot)
+    throttle = Throttle(world.r, run, "daily", "custom", world.setup.config.push.limits, "d")
+    [decision] = throttle.decide([Candidate(openid, True)])  # the worker dies after this
+    assert decision.reason == "reserved"
+    assert runs.process_chunk(world.setup, run, [openid]) == {"already-decided": 1}  # leased
+    world.clock.advance(61)
+    assert runs.reconcile(world.setup, run) == {"unknown": 1}
+    assert not world.delivered(openid)
+    assert world.ledger(run)[openid] == "unknown"
+    assert world.r.zcard(Keys.push_log(openid)) == 1  # counted against the caps as if sent
+
+
+def test_a_refusal_drops_the_send_and_gives_the_slot_back(world):
+    openid = world.follower("gina")
+    world.platform.record(openid, "block")
+    world.clock.advance(3600 + 60)
+    run, counts = world.run()
+    assert counts == {"failed-api": 1}
+    assert world.r.hget(Keys.push_ledger(run), openid).endswith("|48002")
+    assert world.r.zcard(Keys.push_log(openid)) == 0
+    assert world.r.zcard(Keys.push_cs(openid)) == 0
+
+
+def test_the_account_cap_counts_every_send(world):
+    limits = world.setup.config.push.limits
+    for name in ("h1", "h2", "h3"):
+        world.follower(name)
+    world.clock.advance(3600 + 60)
+    run = runs.run_id("daily", runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai",
+                                               clock.now()))
+    throttle = Throttle(world.r, run, "daily", "custom",
+                        limits.model_copy(update={"account_daily": 2}), "d")
+    reasons = [d.reason for d in throttle.decide([Candidate(f"o{n}", True)
+                                                  for n in ("h1", "h2", "h3")])]
+    assert reasons == ["reserved", "reserved", "skipped-account-cap"]
+
+
+def test_planning_chunks_everyone_once(world):
+    for n in range(12):
+        subscribers.on_follow(world.r, f"o{n:03d}")
+    chunks: list[list[str]] = []
+    run = runs.run_id("daily", clock.now() + 10)
+    count = runs.plan(world.setup, run, lambda i, o: chunks.append(o))
+    flat = [o for chunk in chunks for o in chunk]
+    assert count == len(chunks) and sorted(flat) == sorted(set(flat)) and len(flat) == 12
+    assert runs.plan(world.setup, run, lambda i, o: chunks.append(o)) == count
+    assert len(chunks) == count  # planned once
+
+
+def test_quiet_intervals_cross_midnight():
+    hour = int(at("2030-01-06T12:00") // 3600)
+    [_, today, _] = runs.quiet_intervals("Asia/Shanghai", "22-8", hour)
+    assert today == (at("2030-01-06T22:00"), at("2030-01-07T08:00"))
+    assert runs.quiet_intervals("Asia/Shanghai", "off", 0) == ()
