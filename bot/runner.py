@@ -40,6 +40,7 @@ def gunicorn_command(port: int, workers: int = 2, host: str = "0.0.0.0") -> list
         str(WEB_THREADS),
         "--timeout",
         "30",
+        "--preload",  # build the app (content index, models) once, before forking the workers
         "--graceful-timeout",
         "5",
         "--access-logfile",

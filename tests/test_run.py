@@ -1,0 +1,72 @@
+"""``python -m bot run`` end to end: real processes, embedded Redis, a signed question, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot import state
+from bot.settings import DEV_TOKEN, ROOT
+from bot.wire import build_message, read_reply, signed_request
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis_server]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 60) -> requests.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except (requests.ConnectionError, requests.Timeout):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    env = {**os.environ, "BOT_DATA_DIR": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--port", str(port), "--sim-port", str(sim_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = wait_for(f"http://127.0.0.1:{port}/healthz")
+        assert health.status_code == 200 and health.json()["ok"]
+        openid = "oRun00000000000000000000000"
+        signed = signed_request(build_message("text", openid, Content="微信"), "plain", DEV_TOKEN)
+        response = requests.post(
+            f"http://127.0.0.1:{port}/wechat", params=signed.query, data=signed.body, timeout=5
+        )
+        reply = read_reply(response.content, openid)
+        assert reply.kind == "text" and ("微信" in reply.text or "WeChat" in reply.text)
+        page = wait_for(f"http://127.0.0.1:{sim_port}/")
+        assert page.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "stopped web" in output and "stopped worker" in output
+    assert "embedded Redis stopped" in output
+    assert not state.server_pid(tmp_path) or not state.process_alive(state.server_pid(tmp_path))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
