@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,8 +126,15 @@ class Driver:
             raise ValueError("deliveries must be at least 1")
         self.url, self.settings, self.report = webhook_url, settings, report
         self.timeout, self.deliveries, self.account, self.now = timeout, deliveries, account, now
-        self.http = requests.Session()
+        self._local = threading.local()
         self.envelope = Envelope(settings.token, settings.aes_key, settings.appid)
+
+    @property
+    def http(self) -> requests.Session:
+        """This thread's HTTP session (the page's server calls the driver from many threads)."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
 
     def act(self, user: str, action: Action) -> Exchange:
         """Do ``action`` as the subscriber ``user``: tell the platform, then post the message."""
