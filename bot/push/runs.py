@@ -140,11 +140,16 @@ def plan(setup: Setup, run: str, enqueue_chunk: Callable[[int, list[str]], None]
     count = 0
     for count, openids in enumerate(members(r, size, until=slot), 1):
         enqueue_chunk(count - 1, openids)
-    pipe = r.pipeline()
-    pipe.hset(key, mapping={"state": "planned", "chunks": count})
-    pipe.expire(key, RUN_TTL)
-    pipe.execute()
+    mark_planned(r, run, count)
     return count
+
+
+def mark_planned(r: redis.Redis, run: str, chunks: int) -> None:
+    """Record that every chunk of ``run`` was handed out."""
+    pipe = r.pipeline()
+    pipe.hset(Keys.push_plan(run), mapping={"state": "planned", "chunks": chunks})
+    pipe.expire(Keys.push_plan(run), RUN_TTL)
+    pipe.execute()
 
 
 def members(r: redis.Redis, size: int, until: float | None = None) -> Iterator[list[str]]:
@@ -200,12 +205,33 @@ def process_chunk(
     digest = setup.digest(name)
     config = setup.config
     now = clock.now()
-    catalog = setup.catalog()
     throttle = Throttle(
         r, run, digest.name, digest.channel, config.push.limits,
-        day=dt.datetime.fromtimestamp(slot, dt.UTC).date().isoformat(),
+        day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
         account_type=config.account.type,
     )
+    candidates, picks, langs, mass_items = _candidates(setup, digest, slot, openids, now)
+    decisions = throttle.decide(candidates)
+    counts: Counter[str] = Counter(
+        d.reason if d.fresh else "already-decided" for d in decisions if d.reason != "reserved"
+    )
+    reserved = [d for d in decisions if d.reason == "reserved"]
+    if digest.channel == "custom":
+        outcomes = _send_custom(setup, throttle, reserved, picks, langs, final_attempt)
+    else:
+        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt)
+    counts.update(outcomes)
+    if counts.get("retry") and not final_attempt:
+        raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
+    return counts
+
+
+def _candidates(
+    setup: Setup, digest: Digest, slot: float, openids: list[str], now: float
+) -> tuple[list[Candidate], dict[str, list[Item]], dict[str, str], list[Item]]:
+    """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline)."""
+    r, config = setup.redis, setup.config
+    catalog = setup.catalog()
     cursor_field = f"cursor:{digest.name}"
     pipe = r.pipeline(transaction=False)
     for openid in openids:
@@ -215,7 +241,9 @@ def process_chunk(
     limits = config.push.limits
     default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
     mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
-    candidates, picks, langs = [], {}, {}
+    candidates: list[Candidate] = []
+    picks: dict[str, list[Item]] = {}
+    langs: dict[str, str] = {}
     for i, openid in enumerate(openids):
         tz, quiet, lang, since, cursor = rows[2 * i]
         interests = dict(rows[2 * i + 1])
@@ -232,19 +260,21 @@ def process_chunk(
         zone = tz or config.account.timezone
         intervals = quiet_intervals(zone, quiet or default_quiet, int(now // 3600))
         candidates.append(Candidate(openid, bool(picked), intervals))
-    decisions = throttle.decide(candidates)
-    counts: Counter[str] = Counter(
-        d.reason if d.fresh else "already-decided" for d in decisions if d.reason != "reserved"
+    return candidates, picks, langs, mass_items
+
+
+def preview(setup: Setup, run: str, openids: list[str]) -> list[tuple[str, str, list[Item]]]:
+    """What :func:`process_chunk` would decide now, without reserving or sending anything."""
+    name, slot = parse_run(run)
+    digest = setup.digest(name)
+    config = setup.config
+    throttle = Throttle(
+        setup.redis, run, digest.name, digest.channel, config.push.limits, day="preview",
+        account_type=config.account.type,
     )
-    reserved = [d for d in decisions if d.reason == "reserved"]
-    if digest.channel == "custom":
-        outcomes = _send_custom(setup, throttle, reserved, picks, langs, final_attempt)
-    else:
-        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt)
-    counts.update(outcomes)
-    if counts.get("retry") and not final_attempt:
-        raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
-    return counts
+    candidates, picks, _, _ = _candidates(setup, digest, slot, openids, clock.now())
+    decisions = throttle.decide(candidates, dry_run=True)
+    return [(d.openid, d.reason, picks[d.openid]) for d in decisions]
 
 
 def _failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
