@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from bot import subscribers
 from bot.config import Config
-from bot.message import Inbound, Reply, Text
+from bot.message import TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
 
 if TYPE_CHECKING:
@@ -76,8 +77,46 @@ class Registry:
         return self._messages.get(message.kind, self._default)
 
     def dispatch(self, message: Inbound, context: Context) -> Reply:
-        """Answer ``message``."""
-        return self.handler_for(message)(message, context)
+        """Record the subscriber's activity, answer ``message``, and fit the answer to a reply."""
+        activity = ACTIVITY.get(message.event if message.kind == "event" else "message")
+        if activity and message.kind in USER_KINDS:
+            subscribers.on_activity(context.redis, message.openid, activity)
+        reply = self.handler_for(message)(message, context)
+        if isinstance(reply, Text):
+            reply = fit(message.openid, reply, context)
+        return reply
+
+
+USER_KINDS = frozenset(
+    {
+        "text",
+        "voice",
+        "image",
+        "video",
+        "shortvideo",
+        "location",
+        "link",
+        "miniprogrampage",
+        "event",
+    }
+)
+"""Message kinds a subscriber sends (unknown kinds are not counted as activity)."""
+
+ACTIVITY = {"message": "message", "scan": "scan", "click": "click"}
+"""Which inbound things open the customer-service windows (a follow is recorded by its handler)."""
+
+REST_NOTE = "\n……（回复「更多」看后文 / send 'more' for the rest）"
+
+
+def fit(openid: str, reply: Text, context: Context) -> Text:
+    """Cut a text over 2048 bytes at a sentence end; keep the rest for "more"."""
+    head, rest = fit_text(reply.content, TEXT_LIMIT_BYTES - len(REST_NOTE.encode("utf-8")))
+    if not rest:
+        return reply
+    key = Keys.session(openid)
+    context.redis.hset(key, "rest", rest)
+    context.redis.expire(key, SESSION_TTL)
+    return Text(head + REST_NOTE)
 
 
 def no_reply(message: Inbound, context: Context) -> Reply:
@@ -100,6 +139,9 @@ def question(message: Inbound, context: Context) -> Reply:
             "语音没有识别出文字，请直接打字提问。\nI could not make out that voice message; "
             "please type your question."
         )
+    command = subscribers.chat_command(context.redis, message.openid, text, context.config)
+    if command is not None:
+        return Text(command)
     for rule in context.config.replies.replies:
         if rule.matches(text):
             return Text(rule.reply)
@@ -109,19 +151,25 @@ def question(message: Inbound, context: Context) -> Reply:
 
 
 def ask(openid: str, text: str, context: Context) -> Text:
-    """Answer ``text`` from the articles and remember it for "more"."""
-    answer = context.library.answer(text)
+    """Answer ``text`` from the articles, remember it for "more", learn the interest."""
+    library = context.library
+    answer = library.answer(text)
+    key = Keys.session(openid)
+    context.redis.delete(key)
     if answer.found:
-        key = Keys.session(openid)
         context.redis.hset(key, mapping={"question": text, "skip": 0})
         context.redis.expire(key, SESSION_TTL)
+        subscribers.learn(context.redis, openid, library.terms(text), library.language_of(text))
     return Text(answer.text)
 
 
 def more(openid: str, context: Context) -> Text:
-    """The next passage for the subscriber's last question."""
+    """The rest of a long answer, or the next passage for the subscriber's last question."""
     key = Keys.session(openid)
     session = context.redis.hgetall(key)
+    if session.get("rest"):
+        context.redis.hdel(key, "rest")
+        return Text(session["rest"])
     if not session.get("question"):
         return Text("先问我一个问题，再发「更多」。\nAsk me something first, then send 'more'.")
     skip = int(session.get("skip", 0)) + 1
@@ -178,7 +226,12 @@ def link(message: Inbound, context: Context) -> Reply:
 @registry.event("subscribe")
 def subscribe(message: Inbound, context: Context) -> Reply:
     """A new follower (perhaps from a QR code scene): record the scene, say welcome."""
-    scene = message.event_key.removeprefix("qrscene_")
+    scene = (
+        message.event_key.removeprefix("qrscene_")
+        if message.event_key.startswith("qrscene_")
+        else ""
+    )
+    subscribers.on_follow(context.redis, message.openid, scene=scene)
     if scene:
         context.redis.rpush(Keys.scenes(message.openid), scene)
     return Text(context.config.account.welcome)
@@ -194,8 +247,8 @@ def scan(message: Inbound, context: Context) -> Reply:
 
 @registry.event("unsubscribe")
 def unsubscribe(message: Inbound, context: Context) -> Reply:
-    """Unfollowed: purge everything the bot keeps about this subscriber."""
-    context.redis.delete(*Keys.personal(message.openid))
+    """Unfollowed: purge everything the bot keeps about this subscriber, cancel queued sends."""
+    subscribers.on_unfollow(context.redis, message.openid)
     return None
 
 
@@ -213,6 +266,8 @@ def click(message: Inbound, context: Context) -> Reply:
     if button.action == "latest":
         titles = context.library.titles()[:5]
         return Text("最新文章 / Latest articles:\n" + "\n".join(f"· {t}" for t in titles))
+    if button.action == "settings":
+        return Text(subscribers.settings_text(context.redis, message.openid, context.config))
     return Text(context.config.account.help)
 
 

@@ -109,3 +109,47 @@ def test_receipts_and_passive_events_get_success(wechat: WeChat, fake_redis) -> 
 
 def test_unknown_message_type_gets_success(wechat: WeChat) -> None:
     assert wechat.reply(build_message("hologram", OPENID, Data="x"), OPENID).kind == "none"
+
+
+def test_chat_commands_come_first_and_answer_in_kind(wechat: WeChat, fake_redis) -> None:
+    stop = wechat.ask("退订", OPENID)
+    assert stop.kind == "text" and stop.text.startswith("已退订推送")
+    assert fake_redis.hget(Keys.user(OPENID), "digests") == "off"
+    assert wechat.ask("TD", OPENID).text.startswith("你已经退订")  # confirmed once only
+    start = wechat.ask("start", OPENID)
+    assert fake_redis.hget(Keys.user(OPENID), "digests") == "on"
+    assert start.text == "Digests are on again."
+
+
+def test_settings_menu_click_shows_preferences(wechat: WeChat) -> None:
+    wechat.event("subscribe", OPENID)
+    reply = wechat.event("CLICK", OPENID, EventKey="SETTINGS")
+    assert "Asia/Shanghai" in reply.text
+
+
+def test_activity_opens_the_customer_service_window(wechat: WeChat, fake_redis) -> None:
+    wechat.ask("微信", OPENID)
+    record = fake_redis.hgetall(Keys.user(OPENID))
+    assert record["subscribed"] == "1" and float(record["last_msg"]) > 0
+
+
+def test_questions_teach_interests_and_forget_me_clears_them(wechat: WeChat, fake_redis) -> None:
+    wechat.ask("微信公众平台的价值观是什么", OPENID)
+    assert fake_redis.zcard(Keys.push_interests(OPENID)) > 0
+    wechat.ask("忘记我", OPENID)
+    assert fake_redis.zcard(Keys.push_interests(OPENID)) == 0
+
+
+def test_long_text_is_cut_at_a_sentence_and_more_gives_the_rest(make_app, config) -> None:
+    from bot.config import KeywordReply, Replies
+
+    long_text = "".join(f"第{i}句话讲的是微信的价值观。" for i in range(200))
+    replies = Replies(replies=(KeywordReply(match="exact", pattern="长文", reply=long_text),))
+    app = make_app(config_override=config.__class__(**{**config.__dict__, "replies": replies}))
+    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    first = wechat.ask("长文", OPENID)
+    assert len(first.text.encode()) <= 2048
+    head = first.text.split("\n……")[0]
+    assert head.endswith("。") and long_text.startswith(head)
+    rest = wechat.ask("更多", OPENID).text.split("\n……")[0]
+    assert long_text.startswith(head + rest) and len(rest) > 100
