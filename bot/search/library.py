@@ -47,6 +47,9 @@ CONFIG_FILES = (
 
 MANIFEST = "manifest.json"
 
+LEXICAL_SPARE = 8
+"""Passages BM25 proposes beyond the ``k`` asked for (overlapping windows are dropped)."""
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -250,7 +253,9 @@ class Library:
         if setup is None or k <= 0 or not query.strip():
             return []
         ranking = setup.options.ranking
-        pool = max(k * 4, setup.options.dense.candidates)
+        pool = k + LEXICAL_SPARE  # enough to skip overlapping windows
+        if setup.dense is not None:
+            pool = max(pool, setup.options.dense.candidates)
         lexical = setup.lexical.search(setup.analyzer.tokens(query), pool, ranking.title_boost)
         best = max((hit.score for hit in lexical), default=0.0) or 1.0
         lex = {hit.passage.pid: hit.coverage * hit.score / best for hit in lexical}
@@ -320,6 +325,10 @@ class Library:
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
         return language_of(text)
+
+    def terms(self, text: str) -> list[str]:
+        """The index terms of ``text`` (what a subscriber's interests are learned from)."""
+        return self._setup.analyzer.tokens(text)
 
 
 def _overlaps(a: Passage, b: Passage) -> bool:
