@@ -101,79 +101,47 @@ class Throttle:
         self._settle = r.register_script((_HERE / "settle.lua").read_text())
 
     def decide(self, candidates: Iterable[Candidate], dry_run: bool = False) -> list[Decision]:
-        """Decide for each candidate in one pipeline; reservations are made unless ``dry_run``."""
-        pipe = self.r.pipeline(transaction=False)
-        order = []
-        for c in candidates:
-            order.append(c.openid)
-            self._decide(keys=self._keys(c.openid), args=self._args(c, dry_run), client=pipe)
+        """Decide for each candidate in one script call; reserve the sends unless ``dry_run``."""
+        batch = list(candidates)
+        if not batch:
+            return []
+        limits = self.limits
+        args: list[str | int] = [
+            self.run, self.digest, self.channel, limits.per_day, limits.per_week,
+            limits.account_daily, limits.inactive_days * 86400, MESSAGE_WINDOW - WINDOW_MARGIN,
+            MESSAGE_WINDOW_SENDS, self.mass_cap, LEASE_SECONDS, 1 if dry_run else 0,
+            *_PREFIXES,
+        ]
+        for c in batch:
+            quiet = ",".join(f"{start!r},{end!r}" for start, end in c.quiet)
+            args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
+        keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
+                Keys.clock_offset()]
+        flat = [_text(v) for v in self._decide(keys=keys, args=args)]
         out = []
-        for openid, (reason, at, fresh) in zip(order, pipe.execute(), strict=True):
-            reason = _text(reason)
-            at_text = _text(at)
-            reserved = f"reserved|{at_text}" if reason == "reserved" else ""
-            out.append(Decision(openid, reason, float(at_text), reserved, bool(int(fresh))))
+        for i, c in enumerate(batch):
+            reason, at, fresh = flat[3 * i: 3 * i + 3]
+            reserved = f"reserved|{at}" if reason == "reserved" else ""
+            out.append(Decision(c.openid, reason, float(at), reserved, fresh == "1"))
         return out
 
     def settle(self, outcomes: Iterable[tuple[Decision, str, str]]) -> list[str]:
         """Record ``(decision, outcome, detail)`` for reserved sends; returns what was recorded."""
-        pipe = self.r.pipeline(transaction=False)
-        for decision, outcome, detail in outcomes:
-            o = decision.openid
-            self._settle(
-                keys=[
-                    Keys.push_ledger(self.run),
-                    self.report_key,
-                    Keys.push_log(o),
-                    Keys.push_account(),
-                    Keys.push_cs(o),
-                    Keys.push_mass(o),
-                    Keys.user(o),
-                ],
-                args=[
-                    o, self.run, self.digest, decision.reserved, outcome, detail,
-                    f"cursor:{self.digest}",
-                ],
-                client=pipe,
-            )
-        return [_text(v) for v in pipe.execute()]
+        records = [f"{d.openid}\t{d.reserved}\t{outcome}\t{detail}"
+                   for d, outcome, detail in outcomes]
+        if not records:
+            return []
+        keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account()]
+        args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, *records]
+        return [_text(v) for v in self._settle(keys=keys, args=args)]
 
-    def _keys(self, openid: str) -> list[str]:
-        return [
-            Keys.user(openid),
-            Keys.push_log(openid),
-            Keys.push_cs(openid),
-            Keys.push_mass(openid),
-            Keys.push_ledger(self.run),
-            Keys.push_account(),
-            self.report_key,
-            Keys.push_pending(openid),
-            Keys.push_due(),
-            Keys.clock_offset(),
-        ]
 
-    def _args(self, c: Candidate, dry_run: bool) -> list[str | int | float]:
-        limits = self.limits
-        args: list[str | int | float] = [
-            c.openid,
-            self.run,
-            self.digest,
-            self.channel,
-            1 if c.has_content else 0,
-            limits.per_day,
-            limits.per_week,
-            limits.account_daily,
-            limits.inactive_days * 86400,
-            MESSAGE_WINDOW - WINDOW_MARGIN,
-            MESSAGE_WINDOW_SENDS,
-            self.mass_cap,
-            LEASE_SECONDS,
-            1 if dry_run else 0,
-            len(c.quiet),
-        ]
-        for start, end in c.quiet:
-            args.extend((repr(float(start)), repr(float(end))))
-        return args
+_PREFIXES = (
+    Keys.user(""), Keys.push_log(""), Keys.push_cs(""), Keys.push_mass(""), Keys.push_pending(""),
+)
+"""Key prefixes the scripts complete with an openid (the keys themselves are built by Keys)."""
+
+_SETTLE_PREFIXES = (Keys.user(""), Keys.push_log(""), Keys.push_cs(""), Keys.push_mass(""))
 
 
 def _text(value: bytes | str | int) -> str:
