@@ -96,7 +96,10 @@ def menu_push() -> None:
         raise click.ClickException(str(exc)) from None
     if not config.menu.buttons:
         raise click.ClickException(f"{settings.config_dir / 'menu.yaml'} defines no buttons")
-    api = WeChatApi.from_settings(settings)
+    from bot import state
+
+    client = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
+    api = WeChatApi.from_settings(settings, client)  # the token every process shares
     try:
         api.create_menu(config.menu.to_api())
     except ApiError as exc:
