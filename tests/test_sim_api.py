@@ -179,3 +179,52 @@ def test_the_bots_client_mass_sends_and_creates_menus(client, api_app):
     assert client.get_menu()["menu"]["button"][0]["key"] == "HELP"
     reached = {e["openid"] for e in api_app.extensions["sim.platform"].log.since(0)}
     assert reached == {alice, bob}
+
+
+# --- the page's endpoints -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"user": "", "line": "hi"}, 400), ({"user": "a b", "line": "hi"}, 400),
+     ({"user": "alice"}, 400), ({"user": "alice", "line": "hi"}, 409)],
+)
+def test_act_refuses_what_it_cannot_send(http, body, status):
+    answer = http.post("/sim/act", json=body)
+    assert answer.status_code == status
+    assert answer.get_json()["error"]
+
+
+def test_act_explains_a_bad_command(sim_settings):
+    app = create_api(sim_settings, webhook_url="http://127.0.0.1:9/wechat")
+    answer = app.test_client().post("/sim/act", json={"user": "alice", "line": "/fly"})
+    assert answer.status_code == 400
+    assert "/subscribe" in answer.get_json()["error"]
+
+
+def test_the_stream_sends_each_delivery_as_an_event(http, api_app, token):
+    openid = follow(http, "alice")
+    api_app.extensions["sim.platform"].send_custom(
+        {"touser": openid, "msgtype": "text", "text": {"content": "推送"}})
+    response = http.get("/sim/stream", query_string={"after": 0})
+    assert response.mimetype == "text/event-stream"
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"retry:")
+    event = next(chunks).decode()
+    response.close()
+    head, data = event.split("data: ", 1)
+    assert head == "id: 1\nevent: delivery\n"
+    assert json.loads(data)["content"] == "推送"
+
+
+def test_sim_send_follows_the_api_clock(served):
+    from click.testing import CliRunner
+
+    from bot.simulator.commands import sim
+
+    served.app.extensions["sim.clock"] = clock.VirtualClock(start=1_790_000_000, speed=0)
+    result = CliRunner().invoke(sim, ["send", "hi", "--url", "http://127.0.0.1:9/wechat",
+                                      "--api", served.url, "--now", "api", "--deliveries", "1",
+                                      "--timeout", "0.5"])
+    assert result.exit_code == 1  # nothing listens at the webhook URL
+    assert int(clock.now()) == 1_790_000_000

@@ -23,7 +23,7 @@ The simulator's own endpoints (JSON)::
                         defaults to the API's clock. The driver posts it before each delivery.
     GET  /sim/deliveries?openid=&after=SEQ   accepted messages after SEQ: {"deliveries", "last"}
     GET  /sim/subscribers                    what the platform knows of each subscriber
-    GET  /sim/clock                          {"now", "iso", "virtual"}
+    GET  /sim/clock                          {"now", "iso", "virtual", "speed"}
     POST /sim/clock     {"advance": seconds}  move a virtual clock forward (400 on wall time)
 
 MASSSENDJOBFINISH and TEMPLATESENDJOBFINISH are posted back to the webhook, signed for the
@@ -256,9 +256,10 @@ def _subscriber_json(sub: dict[str, Any]) -> dict[str, Any]:
 @sim.get("/clock")
 def clock_get() -> ResponseReturnValue:
     """The API's clock."""
-    now = clock.now()
+    virtual = current_app.extensions["sim.clock"]
+    now = virtual.now() if virtual else clock.now()  # the same clock when installed
     return jsonify(now=now, iso=iso_time(now, get_platform().timezone),
-                   virtual=current_app.extensions["sim.clock"] is not None)
+                   virtual=virtual is not None, speed=virtual.speed if virtual else 1.0)
 
 
 @sim.post("/clock")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 
 from bot import clock
 from bot.config import ConfigError, load_config
@@ -32,12 +33,23 @@ def _settings(mode: str | None = None) -> Settings:
     return dataclasses.replace(settings, mode=mode) if mode else settings
 
 
-def _install_clock(now: str | None, speed: float | None) -> clock.VirtualClock | None:
-    """Install a virtual clock when ``--now`` or ``--speed`` is given."""
+def _install_clock(now: str | None, speed: float | None,
+                   api_base: str | None = None) -> clock.VirtualClock | None:
+    """Install a virtual clock when ``--now`` or ``--speed`` is given.
+
+    ``--now api`` follows the fake API's clock (its time and speed), so a driver in another
+    process stamps CreateTime on the same virtual time as the platform's windows.
+    """
     if now is None and speed is None:
         return None
     start = time.time()
-    if now is not None:
+    if now == "api" and api_base:
+        try:
+            answer = requests.get(f"{api_base}/sim/clock", timeout=3).json()
+        except (requests.RequestException, ValueError) as exc:
+            raise click.ClickException(f"cannot read the clock of {api_base}: {exc}") from None
+        start, speed = float(answer["now"]), float(answer["speed"]) if speed is None else speed
+    elif now is not None:
         try:
             moment = datetime.fromisoformat(now)
         except ValueError:
@@ -56,7 +68,8 @@ def clock_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--speed", type=click.FloatRange(min=0), default=None,
                            help="Virtual seconds per real second (0 freezes the clock).")(command)
     return click.option("--now", default=None, metavar="ISO8601",
-                        help="Virtual start time, e.g. 2026-01-05T09:00:00+08:00.")(command)
+                        help="Virtual start time, e.g. 2026-01-05T09:00:00+08:00 ('api' in "
+                             "send/chat: the fake API's clock).")(command)
 
 
 def driver_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -160,12 +173,12 @@ def send(text: str, user: str, url: str, mode: str | None, api_base: str | None,
          no_report: bool, timeout: float, deliveries: int, now: str | None,
          speed: float | None, as_json: bool) -> None:
     """Do one exchange (TEXT is a message or a slash command) and print the reply."""
-    _install_clock(now, speed)
     try:
         action = parse_action(text)
     except ActionError as exc:
         raise click.UsageError(str(exc)) from None
-    driver, _ = _driver(url, mode, api_base, no_report, timeout, deliveries)
+    driver, base = _driver(url, mode, api_base, no_report, timeout, deliveries)
+    _install_clock(now, speed, base)
     exchange = driver.act(user, action)
     if as_json:
         summary = exchange.to_json()
@@ -187,8 +200,8 @@ def chat(user: str, url: str, mode: str | None, api_base: str | None, no_report:
     """Chat with the account as one subscriber; pushes appear as they arrive."""
     from bot.simulator.chat import run_chat
 
-    _install_clock(now, speed)
     driver, base = _driver(url, mode, api_base, no_report, timeout, deliveries)
+    _install_clock(now, speed, base)
 
     def typed() -> Iterator[str]:
         while True:
