@@ -144,4 +144,10 @@ def reconcile_command(run: str) -> None:
     click.echo(", ".join(f"{k} {v}" for k, v in counts.most_common()) or "nothing to do")
 
 
-COMMANDS = [push]
+def _scenario() -> click.Command:
+    from bot.push.scenario import scenario
+
+    return scenario
+
+
+COMMANDS = [push, _scenario()]
