@@ -26,6 +26,7 @@ class Peer:
         self.seen: list[tuple[dict[str, str], bytes]] = []
         self.app = Flask(__name__)
         self.app.add_url_rule("/wechat", "wechat", self.receive, methods=["POST"])
+        self.app.add_url_rule("/wechat", "hello", lambda: "hello", methods=["GET"])
 
     def receive(self) -> tuple[str, int]:
         self.seen.append((dict(request.args), request.get_data()))
@@ -147,3 +148,11 @@ def test_mass_send_is_confirmed_to_the_webhook_in_safe_mode(settings, serve):
     assert event["FromUserName"] == PLATFORM_SENDER
     assert (event["MsgID"], event["SentCount"], event["TotalCount"]) == \
         (str(answer["msg_id"]), "1", "1")
+
+
+def test_the_handshake_passes_with_the_right_token_only(make_app, settings, serve):
+    url = serve(make_app())
+    assert Driver(url, settings).handshake() == ""
+    wrong = dataclasses.replace(settings, token="anothertoken")
+    assert "HTTP 403" in Driver(url, wrong).handshake()
+    assert "instead of echoing" in Driver(serve(Peer([]).app), settings).handshake()

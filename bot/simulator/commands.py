@@ -194,6 +194,16 @@ def send(text: str, user: str, url: str, mode: str | None, api_base: str | None,
 
 
 @sim.command()
+@click.option("--url", default=DEFAULT_WEBHOOK, show_default=True, envvar="BOT_WEBHOOK_URL")
+def verify(url: str) -> None:
+    """Check the webhook's URL and token as the platform's server configuration page does."""
+    problem = Driver(url, _settings()).handshake()
+    if problem:
+        raise click.ClickException(f"{url}: {problem}")
+    click.echo(f"{url}: token verified (echostr echoed)")
+
+
+@sim.command()
 @driver_options
 def chat(user: str, url: str, mode: str | None, api_base: str | None, no_report: bool,
          timeout: float, deliveries: int, now: str | None, speed: float | None) -> None:

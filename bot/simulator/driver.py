@@ -25,7 +25,16 @@ import xmltodict
 from bot import clock
 from bot.settings import Settings
 from bot.simulator.actions import Action
-from bot.wire import BadReply, Envelope, ReadReply, build_message, read_reply, signed_request
+from bot.wire import (
+    BadReply,
+    Envelope,
+    ReadReply,
+    build_message,
+    nonce,
+    read_reply,
+    signature,
+    signed_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +190,25 @@ class Driver:
             return exchange
         exchange.problem = f"no answer in {self.deliveries} deliveries"
         return exchange
+
+    def handshake(self) -> str:
+        """The server-config check: GET with a signed ``echostr``; empty when it is echoed.
+
+        Otherwise says what the platform's configuration page would complain about.
+        """
+        timestamp = str(int(self.now()))
+        nonce_value, echostr = nonce(), nonce() + nonce()
+        query = {"signature": signature(self.settings.token, timestamp, nonce_value),
+                 "timestamp": timestamp, "nonce": nonce_value, "echostr": echostr}
+        try:
+            response = self.http.get(self.url, params=query, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return f"cannot reach {self.url}: {type(exc).__name__}"
+        if response.status_code != 200:
+            return f"HTTP {response.status_code} (token verification failed)"
+        if response.text != echostr:
+            return f"answered {response.text[:60]!r} instead of echoing echostr"
+        return ""
 
     def post_event(self, fields: dict[str, Any], sender: str) -> Exchange:
         """Post a platform event (e.g. MASSSENDJOBFINISH) from ``sender`` to the webhook."""
