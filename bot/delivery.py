@@ -88,12 +88,17 @@ def answer(
     started = time.monotonic()
     r = context.redis
     seen_key = Keys.seen(message.openid, message.delivery_id)
-    cached = r.get(seen_key)
+    lock_key = Keys.lock(message.openid, message.delivery_id)
+    pipe = r.pipeline(transaction=False)  # one round trip on the hot path
+    pipe.get(seen_key)
+    pipe.set(lock_key, "1", nx=True, ex=int(budget) + LATE_GRACE_SECONDS)
+    cached, claimed = pipe.execute()
     if cached is not None:
+        if claimed:
+            r.delete(lock_key)  # the first answer is done; the lock we just took is not needed
         log.info("re-delivery of %s answered from cache", message.delivery_id)
         return decode(cached)
-    lock_key = Keys.lock(message.openid, message.delivery_id)
-    if not r.set(lock_key, "1", nx=True, ex=int(budget) + LATE_GRACE_SECONDS):
+    if not claimed:
         return _wait_for_first(r, seen_key, started + budget)
 
     future: Future[Reply] = _pool.submit(compute, message, context)
@@ -107,8 +112,10 @@ def answer(
         future.add_done_callback(lambda done: _store_late(r, message, done, lock_key))
         enqueue_late(message)
         return None
-    r.set(seen_key, encode(reply), ex=dedup_ttl)
-    r.delete(lock_key)
+    pipe = r.pipeline(transaction=False)
+    pipe.set(seen_key, encode(reply), ex=dedup_ttl)
+    pipe.delete(lock_key)
+    pipe.execute()
     return reply
 
 

@@ -155,11 +155,13 @@ def ask(openid: str, text: str, context: Context) -> Text:
     library = context.library
     answer = library.answer(text)
     key = Keys.session(openid)
-    context.redis.delete(key)
+    pipe = context.redis.pipeline(transaction=False)  # one round trip for the session and interests
+    pipe.delete(key)
     if answer.found:
-        context.redis.hset(key, mapping={"question": text, "skip": 0})
-        context.redis.expire(key, SESSION_TTL)
-        subscribers.learn(context.redis, openid, library.terms(text), library.language_of(text))
+        pipe.hset(key, mapping={"question": text, "skip": 0})
+        pipe.expire(key, SESSION_TTL)
+        subscribers.learn(pipe, openid, library.terms(text), library.language_of(text))
+    pipe.execute()
     return Text(answer.text)
 
 

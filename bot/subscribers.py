@@ -91,11 +91,14 @@ def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
     """
     if kind not in ACTIVITIES:
         raise ValueError(f"unknown activity {kind!r}; expected one of {', '.join(ACTIVITIES)}")
-    now = f"{clock.now():.3f}"
+    at = clock.now()
+    now = f"{at:.3f}"
     key = Keys.user(openid)
-    if not r.hexists(key, "subscribed"):
-        on_follow(r, openid)
-    pipe = r.pipeline()
+    pipe = r.pipeline(transaction=False)  # one round trip: this runs on every message
+    pipe.hsetnx(key, "subscribed", "1")  # someone unknown: a follower from before the bot
+    pipe.hsetnx(key, "since", now)
+    pipe.hsetnx(key, "digests", "on")
+    pipe.zadd(Keys.push_members(), {openid: at}, nx=True)
     pipe.hset(key, mapping={"last_seen": now, "last_msg" if kind == "message" else "last_act": now})
     pipe.execute()
 
@@ -126,16 +129,20 @@ def cs_remaining(r: redis.Redis, openid: str) -> int:
 
 
 def learn(r: redis.Redis, openid: str, terms: Iterable[str], lang: str = "") -> None:
-    """Strengthen the interest terms of a question (the analyzer's tokens); keep the top ones."""
+    """Strengthen the interest terms of a question (the analyzer's tokens); keep the top ones.
+
+    Given a pipeline, the commands join it and the caller executes them (one round trip).
+    """
     key = Keys.push_interests(openid)
     unique = {t for t in terms if t.strip()}
-    pipe = r.pipeline()
+    pipe = r if isinstance(r, redis.client.Pipeline) else r.pipeline()
     for term in unique:
         pipe.zincrby(key, 1, term)
     pipe.zremrangebyrank(key, 0, -INTERESTS_KEPT - 1)
     if lang in ("zh", "en"):
         pipe.hset(Keys.user(openid), "lang", lang)
-    pipe.execute()
+    if pipe is not r:
+        pipe.execute()
 
 
 def interests(r: redis.Redis, openid: str) -> dict[str, float]:

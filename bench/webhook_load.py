@@ -1,0 +1,185 @@
+"""Load benchmark: our webhook answering text questions vs a WeRoBot echo bot, under gunicorn.
+
+Both servers run under the same gunicorn settings on this machine; wrk (Debian's package,
+installed here if missing and possible) sends signed text messages with a fresh MsgId each, the
+questions drawn from a list of real ones, and the two are measured alternately in one run. Ours
+does real work for every request: signature, parse, dedup in Redis, subscriber activity, keyword
+rules, search over content/, render. Prints requests/s and p50/p99 latency of each and the ratio.
+
+    .venv/bin/python bench/webhook_load.py [--seconds 10] [--rounds 3] [--connections 4] [--dense]
+
+``--dense`` keeps the embedding retrieval on (config/search.yaml's default); without it the
+benchmark measures the lexical path, which is what a webhook under load serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot import state  # noqa: E402
+from bot.settings import DEV_TOKEN  # noqa: E402
+from bot.wire import signature  # noqa: E402
+
+QUESTIONS = [
+    "微信公众平台的价值观是什么", "微信为什么不希望用户花太多时间", "什么是去中心化",
+    "微博电商和微信电商有什么不同", "自媒体怎么赚钱", "朋友圈", "用完即走是什么意思",
+    "what does decentralization mean", "how do WeChat self-media make money",
+    "why did WeChat 5.0 matter", "微信 公众号 价值", "official account values",
+]
+
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4", "--timeout", "30",
+            "--preload", "--log-level", "warning"]
+"""The same settings for both servers."""
+
+LUA = r"""
+local questions = {%(questions)s}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local q = questions[(counter %% #questions) + 1]
+  local body = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
+    .. "<FromUserName><![CDATA[oBench" .. string.format("%%022d", counter %% 500) .. "]]></FromUserName>"
+    .. "<CreateTime>%(ts)s</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+    .. "<Content><![CDATA[" .. q .. "]]></Content>"
+    .. "<MsgId>" .. string.format("%%d%%09d", %(run)d, counter) .. "</MsgId></xml>"
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "text/xml"}, body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit(f"{app} did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def run_wrk(wrk: str, url: str, seconds: int, connections: int, run: int) -> dict[str, float]:
+    ts = str(int(time.time()))
+    nonce = "4242"
+    query = f"signature={signature(DEV_TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
+    path = "/wechat?" + query if "/wechat" in url else "/?" + query
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(LUA % {
+        "questions": ", ".join(f'"{q}"' for q in QUESTIONS), "ts": ts, "run": run, "path": path,
+    })
+    base = url.split("/wechat")[0]
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script.unlink()
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"{url} answered {errors.group(1)} requests with errors:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--dense", action="store_true", help="keep embedding retrieval on")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="webhook-load-"))
+    config = work / "config"
+    shutil.copytree(ROOT / "config", config)
+    if not args.dense:
+        search = config / "search.yaml"
+        search.write_text(re.sub(r"(dense:\s*\n\s*enabled:)\s*\w+", r"\1 false", search.read_text()))
+    url_redis, _ = state.ensure_embedded(work / "var")
+    env = {**os.environ, "REDIS_URL": url_redis, "BOT_DATA_DIR": str(work / "var"),
+           "BOT_CONFIG_DIR": str(config), "WECHAT_TOKEN": DEV_TOKEN}
+    env.pop("WECHAT_MODE", None)
+    ours_port, theirs_port = free_port(), free_port()
+    ours = start("bot.app:create_app()", ours_port, env)
+    theirs = start("bench.werobot_echo:app", theirs_port, env)
+    results: dict[str, list[dict[str, float]]] = {"ours": [], "werobot": []}
+    try:
+        # warm-up: first requests load lazily built parts in each worker
+        run_wrk(wrk, f"http://127.0.0.1:{ours_port}/wechat", 2, args.connections, 0)
+        run_wrk(wrk, f"http://127.0.0.1:{theirs_port}/", 2, args.connections, 0)
+        for round_ in range(1, args.rounds + 1):
+            results["ours"].append(run_wrk(
+                wrk, f"http://127.0.0.1:{ours_port}/wechat", args.seconds, args.connections, round_))
+            results["werobot"].append(run_wrk(
+                wrk, f"http://127.0.0.1:{theirs_port}/", args.seconds, args.connections, round_))
+    finally:
+        stop(ours)
+        stop(theirs)
+        state.stop_embedded(work / "var")
+        shutil.rmtree(work, ignore_errors=True)
+    mode = "lexical + dense" if args.dense else "lexical"
+    print(f"webhook load: {args.rounds} alternating rounds of {args.seconds} s, "
+          f"{args.connections} connections, gunicorn {' '.join(GUNICORN[:6])}; search: {mode}")
+    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    summary = {}
+    for name, rows in results.items():
+        summary[name] = {k: statistics.median(r[k] for r in rows) for k in ("rps", "p50", "p99")}
+        s = summary[name]
+        print(f"{name:10} {s['rps']:10.0f} {s['p50']:8.2f} {s['p99']:8.2f}")
+    ratio = summary["ours"]["rps"] / summary["werobot"]["rps"]
+    print(f"ratio ours/werobot (req/s): {ratio:.2f}  (target >= 1.0; ours p99 target < 50 ms)")
+
+
+if __name__ == "__main__":
+    main()
