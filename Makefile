@@ -18,7 +18,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)  ## run the whole bot: embedded Redis, webhook, worker, scheduler, simulator
 	$(BIN)/python -m bot run
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## run the test suite (installs Debian's chromium for the browser test if it can)
+	sh scripts/install-browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff over the code
