@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import random
 import signal
@@ -288,6 +289,7 @@ def replay(
     from bot.wechat_api import WeChatApi
 
     rng = random.Random(seed)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "var"
     state.stop_embedded(data_dir)

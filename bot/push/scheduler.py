@@ -48,18 +48,22 @@ def tick(r: redis.Redis, config: Config) -> list[str]:
             jobs.enqueue_plan(r, run)
             enqueued.append(run)
     q = jobs.queue(r)
-    for run in r.zrangebyscore(Keys.push_runs(), now - 2 * 86400, now - RECONCILE_AFTER):
+    for run, slot in r.zrangebyscore(Keys.push_runs(), now - 2 * 86400, now, withscores=True):
         plan = r.hgetall(Keys.push_plan(run))
-        if "reconciled" in plan or "reconciling" in plan:
+        if "reconciled" in plan:
             continue
-        if plan.get("state") == "planned":
+        if plan.get("state") != "planned":
+            if now - float(plan.get("scheduled") or now) > RESCHEDULE_AFTER:
+                r.hset(Keys.push_plan(run), "scheduled", repr(now))
+                jobs.enqueue_plan(r, run)
+                enqueued.append(f"replan {run}")
+        elif now - slot >= RECONCILE_AFTER and (
+            now - float(plan.get("reconciling") or 0) > RESCHEDULE_AFTER
+        ):
             r.hset(Keys.push_plan(run), "reconciling", repr(now))
             q.enqueue("bot.push.jobs.reconcile_job", run,
                       job_id=jobs.job_name("push-reconcile", run), job_timeout=jobs.JOB_TIMEOUT)
             enqueued.append(f"reconcile {run}")
-        elif now - float(plan.get("scheduled") or now) > RESCHEDULE_AFTER:
-            jobs.enqueue_plan(r, run)
-            enqueued.append(f"replan {run}")
     if r.zcount(Keys.push_due(), "-inf", now):
         q.enqueue("bot.push.jobs.sweep_job", job_id="push-sweep", job_timeout=jobs.JOB_TIMEOUT)
         enqueued.append("sweep")
