@@ -25,8 +25,8 @@ from bot.state import Keys
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default",)
-"""Queues a worker listens to, in priority order."""
+QUEUES = ("default", "push")
+"""Queues a worker listens to, in priority order: late replies first, then digest work."""
 
 LATE_RETRY = Retry(max=3, interval=[10, 30, 60])
 """Back-off for a late reply whose API call failed in a way worth retrying."""

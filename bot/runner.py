@@ -69,6 +69,7 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
     children = [
         Child("web", gunicorn_command(port, host="127.0.0.1")),
         Child("worker", [python, "-m", "bot", "worker"]),
+        Child("scheduler", [python, "-m", "bot", "push", "scheduler"]),
     ]
     if sim_port is not None:
         env.setdefault("WECHAT_API_BASE", f"http://127.0.0.1:{sim_port}")
