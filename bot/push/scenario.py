@@ -142,6 +142,10 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n    items: 3\n",
         encoding="utf-8",
     )
+    search = config_dir / "search.yaml"
+    if search.exists():  # BM25 only: the month is about pushes, and dense search costs CPU
+        search.write_text(search.read_text(encoding="utf-8").replace(
+            "enabled: true", "enabled: false"), encoding="utf-8")
     bodies = [p.read_text(encoding="utf-8").split("---", 2)[-1].strip()[:600]
               for p in sorted((ROOT / "content").glob("*.md"))]
     zone = ZoneInfo("Asia/Shanghai")
@@ -344,9 +348,12 @@ def replay(
     timeline = timeline_path.open("w", encoding="utf-8")
     problems: list[str] = []
 
+    written = threading.Lock()
+
     def note(openid: str, event: str, **extra: object) -> None:
         row = {"time": clock.now(), "openid": openid, "event": event, **extra}
-        timeline.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with written:  # several subscribers act at once, from the driver's threads
+            timeline.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def act(person: Person, action: str, argument: str) -> None:
         line = {
@@ -437,6 +444,8 @@ def replay(
         setup = runs.Setup(r, config, WeChatApi.from_settings(settings, r), content_dir)
         for run in r.zrange(Keys.push_runs(), 0, -1):
             runs.reconcile(setup, run)
+        timeline.close()
+        figures = respect.check(timeline_path, deliveries_path, r, config, start=start, end=end)
     finally:
         pool.stop()
         threads.shutdown()
@@ -444,16 +453,13 @@ def replay(
         web.stop()
         api_server.stop()
         clock.reset()
-    figures = respect.check(
-        timeline_path, deliveries_path, r, config, start=start, end=end
-    )
+        state.stop_embedded(data_dir)
     figures.update(
         subscribers=subscribers, days=days, seed=seed, chaos=chaos, worker_kills=pool.kills,
         webhook_failures=len(problems), real_seconds=round(time.monotonic() - started_real, 1),
         timeline=str(timeline_path), deliveries=str(deliveries_path),
     )
     (out / "figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
-    state.stop_embedded(data_dir)
     return figures
 
 
