@@ -1,4 +1,4 @@
-"""``python -m bot sim ...``: the fake API with its chat page, one exchange, a chat REPL."""
+"""``python -m bot sim ...``: fake API with chat page, one exchange, a chat REPL, the handshake."""
 
 from __future__ import annotations
 

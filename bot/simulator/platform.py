@@ -196,10 +196,10 @@ class Platform:
         with self._lock:
             sub = self.subscribers.setdefault(openid, Subscriber(openid))
             sub.name = name or sub.name
-            if kind == "follow":
-                sub.following = True
+            if kind in ("follow", "unfollow"):
+                sub.following = kind == "follow"
             if kind == "unfollow":
-                sub.following, sub.message_at, sub.event_at = False, None, None
+                sub.message_at = sub.event_at = None
             elif kind == "message":
                 sub.message_at, sub.message_sends = at, 0
             elif kind in ("follow", "scan", "click"):
