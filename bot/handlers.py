@@ -18,7 +18,7 @@ import redis
 
 from bot import subscribers
 from bot.config import Config
-from bot.message import TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
+from bot.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
 
 if TYPE_CHECKING:
@@ -79,28 +79,13 @@ class Registry:
     def dispatch(self, message: Inbound, context: Context) -> Reply:
         """Record the subscriber's activity, answer ``message``, and fit the answer to a reply."""
         activity = ACTIVITY.get(message.event if message.kind == "event" else "message")
-        if activity and message.kind in USER_KINDS:
+        if activity and message.kind in MESSAGE_KINDS:
             subscribers.on_activity(context.redis, message.openid, activity)
         reply = self.handler_for(message)(message, context)
         if isinstance(reply, Text):
             reply = fit(message.openid, reply, context)
         return reply
 
-
-USER_KINDS = frozenset(
-    {
-        "text",
-        "voice",
-        "image",
-        "video",
-        "shortvideo",
-        "location",
-        "link",
-        "miniprogrampage",
-        "event",
-    }
-)
-"""Message kinds a subscriber sends (unknown kinds are not counted as activity)."""
 
 ACTIVITY = {"message": "message", "scan": "scan", "click": "click"}
 """Which inbound things open the customer-service windows (a follow is recorded by its handler)."""
