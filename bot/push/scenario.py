@@ -192,6 +192,7 @@ class Workers:
 
     def __init__(self, count: int, env: dict[str, str], log: Path, rng: random.Random) -> None:
         self.count, self.env, self.log, self.rng = count, env, log, rng
+        log.unlink(missing_ok=True)
         self.procs: list[subprocess.Popen] = []
         self.kills = 0
         self._stop = threading.Event()
@@ -350,8 +351,8 @@ def replay(
 
     written = threading.Lock()
 
-    def note(openid: str, event: str, **extra: object) -> None:
-        row = {"time": clock.now(), "openid": openid, "event": event, **extra}
+    def note(when: float, openid: str, event: str, **extra: object) -> None:
+        row = {"time": when, "openid": openid, "event": event, **extra}
         with written:  # several subscribers act at once, from the driver's threads
             timeline.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -367,6 +368,7 @@ def replay(
             "ask": argument,
             "return": QUESTIONS[person.lang][0],
         }[action]
+        when = clock.now()  # what the subscriber did, they did before the bot answered
         exchange = driver.act(person.name, parse_action(line))
         if exchange.problem:
             problems.append(f"{person.name} {action}: {exchange.problem}")
@@ -375,7 +377,7 @@ def replay(
         extra = {"zone": person.zone} if action == "timezone" else {}
         if action == "quiet":
             extra = {"quiet": argument}
-        note(person.openid, event, **extra)
+        note(when, person.openid, event, **extra)
 
     def run_steps(person: Person, steps: list[tuple[str, str]]) -> None:
         for action, argument in steps:
