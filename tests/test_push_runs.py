@@ -255,3 +255,23 @@ def test_quiet_intervals_cross_midnight():
     [_, today, _] = runs.quiet_intervals("Asia/Shanghai", "22-8", hour)
     assert today == (at("2030-01-06T22:00"), at("2030-01-07T08:00"))
     assert runs.quiet_intervals("Asia/Shanghai", "off", 0) == ()
+
+
+def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
+    folder = world.folder / "config"
+    (folder / "account.yaml").write_text("type: service\ntimezone: Asia/Shanghai\n")
+    (folder / "push.yaml").write_text(
+        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: mass\n    items: 2\n"
+    )
+    world.platform.account_type = "service"
+    world.setup = runs.Setup(world.r, load_config(folder), world.setup.api,
+                             world.setup.content_dir)
+    openids = [world.follower(name, message=False) for name in ("m1", "m2", "m3")]
+    subscribers.learn(world.r, openids[2], ["量子"])  # nothing for this one
+    world.clock.advance(3600 + 60)
+    run, counts = world.run()
+    assert counts == {"sent": 2, "skipped-irrelevant": 1}
+    sent = world.delivered()
+    assert sorted(e["openid"] for e in sent) == sorted(openids[:2])
+    assert {e["api"] for e in sent} == {"mass"}
+    assert world.r.zcard(Keys.push_mass(openids[0])) == 1

@@ -112,8 +112,11 @@ class Throttle:
             MESSAGE_WINDOW_SENDS, self.mass_cap, LEASE_SECONDS, 1 if dry_run else 0,
             *_PREFIXES,
         ]
+        formatted: dict[Sequence[tuple[float, float]], str] = {}
         for c in batch:
-            quiet = ",".join(f"{start!r},{end!r}" for start, end in c.quiet)
+            quiet = formatted.get(c.quiet)
+            if quiet is None:  # most subscribers share a zone and quiet hours
+                quiet = formatted[c.quiet] = ",".join(f"{s!r},{e!r}" for s, e in c.quiet)
             args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
         keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
                 Keys.clock_offset()]
