@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SPOKEN_END = "。！？，.!?, "
+"""Punctuation speech recognition appends to what was said."""
+
 MORE_WORDS = frozenset({"更多", "more", "next", "下一条", "还有吗"})
 """Texts that ask for the next passage of the last question."""
 
@@ -117,8 +120,10 @@ registry = Registry(default=no_reply)
 
 @registry.message("text", "voice")
 def question(message: Inbound, context: Context) -> Reply:
-    """Keyword replies first, then "more", then the best excerpt from the articles."""
+    """Chat commands, keyword replies, "more", then the best excerpt from the articles."""
     text = message.content.strip()
+    if message.kind == "voice":
+        text = text.rstrip(SPOKEN_END)  # speech recognition ends 「帮助。」 with a full stop
     if not text:
         return Text(
             "语音没有识别出文字，请直接打字提问。\nI could not make out that voice message; "

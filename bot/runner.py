@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,6 +108,7 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
             flush=True,
         )
         if sim_port is not None:
+            _push_menu(sim_port, env)
             print(f"chat with the account: http://127.0.0.1:{sim_port}/", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
@@ -122,6 +124,21 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
             state.stop_embedded(settings.data_dir)
             print("embedded Redis stopped (state kept in the append-only file)", flush=True)
     return status
+
+
+def _push_menu(sim_port: int, env: dict[str, str]) -> None:
+    """Create config/menu.yaml's menu on the simulator, as an operator would on the real one."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", sim_port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "menu", "push"], env=env, capture_output=True, text=True
+    )
+    print((done.stdout or done.stderr).strip(), flush=True)
 
 
 def _stop_children(children: list[Child]) -> None:

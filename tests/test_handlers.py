@@ -51,6 +51,12 @@ def test_voice_with_recognition_is_a_question(wechat: WeChat) -> None:
     assert reply.kind == "text" and ("微信" in reply.text or "WeChat" in reply.text)
 
 
+def test_voice_commands_work_despite_recognition_punctuation(wechat: WeChat, fake_redis) -> None:
+    xml = build_message("voice", OPENID, MediaId="m", Format="amr", Recognition="退订。")
+    assert wechat.reply(xml, OPENID).text.startswith("已退订推送")
+    assert fake_redis.hget(Keys.user(OPENID), "digests") == "off"
+
+
 def test_voice_without_recognition_asks_for_text(wechat: WeChat) -> None:
     reply = wechat.reply(build_message("voice", OPENID, MediaId="m", Format="amr"), OPENID)
     assert "type" in reply.text

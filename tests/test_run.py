@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -61,12 +62,36 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
         assert reply.kind == "text" and ("微信" in reply.text or "WeChat" in reply.text)
         page = wait_for(f"http://127.0.0.1:{sim_port}/")
         assert page.status_code == 200
+        sim = [
+            sys.executable,
+            "-m",
+            "bot",
+            "sim",
+            "send",
+            "--user",
+            "carol",
+            "--json",
+            "--url",
+            f"http://127.0.0.1:{port}/wechat",
+        ]
+        sim_env = {**env, "WECHAT_API_BASE": f"http://127.0.0.1:{sim_port}"}
+        for text, expected in [
+            ("/subscribe", "欢迎"),
+            ("微信公众平台的价值观是什么", "——《"),
+            ("/click LATEST", "最新文章"),
+        ]:
+            done = subprocess.run(
+                [*sim, text], cwd=ROOT, env=sim_env, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert expected in json.loads(done.stdout)["text"], done.stdout
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "stopped web" in output and "stopped worker" in output
     assert "embedded Redis stopped" in output
+    assert "menu created" in output
     assert not state.server_pid(tmp_path) or not state.process_alive(state.server_pid(tmp_path))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
