@@ -53,6 +53,8 @@ CATCH_UP = 3600
 RUN_TTL = 35 * 86400
 """How long a run's ledger and plan are kept (the report reads them)."""
 
+_GATHER = (Path(__file__).resolve().parent / "gather.lua").read_text()
+
 
 class Sender(Protocol):
     """What the runs need of the API client (:class:`bot.wechat_api.WeChatApi`)."""
@@ -232,21 +234,18 @@ def _candidates(
     """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline)."""
     r, config = setup.redis, setup.config
     catalog = setup.catalog()
-    cursor_field = f"cursor:{digest.name}"
-    pipe = r.pipeline(transaction=False)
-    for openid in openids:
-        pipe.hmget(Keys.user(openid), "tz", "quiet", "lang", "since", cursor_field)
-        pipe.zrange(Keys.push_interests(openid), 0, -1, withscores=True)
-    rows = pipe.execute()
+    gather = r.register_script(_GATHER)
+    rows = gather(args=[Keys.user(""), Keys.push_interests(""), f"cursor:{digest.name}", *openids])
     limits = config.push.limits
     default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
     mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
     candidates: list[Candidate] = []
     picks: dict[str, list[Item]] = {}
     langs: dict[str, str] = {}
-    for i, openid in enumerate(openids):
-        tz, quiet, lang, since, cursor = rows[2 * i]
-        interests = dict(rows[2 * i + 1])
+    for openid, row in zip(openids, rows, strict=True):
+        tz, quiet, lang, since, cursor = (_text(v) for v in row[:5])
+        terms = row[5:]
+        interests = {_text(terms[j]): float(terms[j + 1]) for j in range(0, len(terms), 2)}
         start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
         if digest.channel == "custom":
             picked = catalog.pick(interests, start, now, digest.items)
@@ -395,3 +394,7 @@ def reconcile(setup: Setup, run: str) -> Counter[str]:
         counts.update(process_chunk(setup, run, batch))
     r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
     return counts
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
