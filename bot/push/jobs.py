@@ -9,6 +9,19 @@
 
 A job builds its :class:`~bot.push.runs.Setup` once per worker process (:func:`setup`), and first
 follows the shared virtual time of a simulation (:func:`bot.push.timebase.follow`).
+
+Workers: queues ``default`` then ``push``, JSON serializer, ``with_scheduler=True`` (delayed
+retries), ``worker_ttl=30``, ``job_monitoring_interval=10`` and ``maintenance_interval=30``: a job
+whose worker host died is found abandoned after its heartbeat lapses (10 + 60 s in RQ 3.0) at the
+next maintenance pass, and retried, about a minute later instead of RQ's default ten.
+(:func:`bot.push.scenario.work` is such a worker.)
+
+Scaling out: run several workers and schedulers on several hosts against one Redis made highly
+available with Sentinel (a primary, a replica, three sentinels; clients ask the sentinels for the
+primary), with ``appendonly yes`` and ``appendfsync everysec``. Not Redis Cluster: RQ does not
+work against a cluster client, and the throttle scripts build per-subscriber keys from prefixes.
+Idempotence per slot and the ledger make duplicate schedulers and retried chunks harmless; the
+caps and windows hold across hosts because every decision runs inside Redis on its clock.
 """
 
 from __future__ import annotations
