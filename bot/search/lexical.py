@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import tantivy
 from bot.search.passages import Passage
 
 TOKENIZER = "jieba_tokens"
-WRITER_HEAP = 64_000_000
+WRITER_HEAP = 32_000_000
+"""Bytes tantivy's writer buffers before it flushes a segment (the build's memory)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,39 @@ class LexicalHit:
     passage: Passage
     score: float
     coverage: float
+
+
+class Batch:
+    """Changes to the index inside :meth:`LexicalIndex.writing`."""
+
+    def __init__(self, writer: tantivy.IndexWriter) -> None:
+        self._writer = writer
+
+    def delete(self, path: str) -> None:
+        """Remove every passage of the article at ``path``."""
+        self._writer.delete_documents_by_term("path", path)
+
+    def add(self, passage: Passage, tokens: list[str], title_tokens: list[str]) -> None:
+        """Index one passage with its body and title tokens."""
+        meta = json.dumps(
+            {
+                "path": passage.path,
+                "title": passage.title,
+                "text": passage.text,
+                "language": passage.language,
+                "position": passage.position,
+            },
+            ensure_ascii=False,
+        ).encode()
+        self._writer.add_document(
+            tantivy.Document(
+                pid=passage.pid,
+                path=passage.path,
+                body=" ".join(tokens),
+                title=" ".join(title_tokens),
+                meta=meta,
+            )
+        )
 
 
 def _schema() -> tantivy.Schema:
@@ -55,41 +91,17 @@ class LexicalIndex:
         self.index.register_tokenizer(TOKENIZER, _analyzer())
         self.searcher = self.index.searcher()
 
-    def replace(
-        self,
-        removed: list[str],
-        added: list[tuple[Passage, list[str], list[str]]],
-        clear: bool = False,
-    ) -> None:
-        """Delete the passages of ``removed`` paths (all if ``clear``), add ``added``.
-
-        Each added item is ``(passage, body tokens, title tokens)``.
-        """
+    @contextmanager
+    def writing(self, clear: bool = False) -> Iterator[Batch]:
+        """A batch of deletions and additions, committed (and made visible) at the end."""
         writer = self.index.writer(WRITER_HEAP, 1)
         if clear:
             writer.delete_all_documents()
-        for path in removed:
-            writer.delete_documents_by_term("path", path)
-        for passage, tokens, title_tokens in added:
-            meta = json.dumps(
-                {
-                    "path": passage.path,
-                    "title": passage.title,
-                    "text": passage.text,
-                    "language": passage.language,
-                    "position": passage.position,
-                },
-                ensure_ascii=False,
-            ).encode()
-            writer.add_document(
-                tantivy.Document(
-                    pid=passage.pid,
-                    path=passage.path,
-                    body=" ".join(tokens),
-                    title=" ".join(title_tokens),
-                    meta=meta,
-                )
-            )
+        try:
+            yield Batch(writer)
+        except BaseException:
+            writer.rollback()
+            raise
         writer.commit()
         writer.wait_merging_threads()
         self.reload()

@@ -28,10 +28,10 @@ from typing import Any
 
 from bot.config import ConfigError
 from bot.search.analyzer import Analyzer, language_of
-from bot.search.content import content_files, load_file
+from bot.search.content import Problem, content_files, load_file
 from bot.search.dense import DenseIndex, Encoder
 from bot.search.excerpt import no_more, nothing, quote
-from bot.search.lexical import LexicalIndex
+from bot.search.lexical import Batch, LexicalIndex
 from bot.search.options import SearchOptions, load_options
 from bot.search.passages import Passage, windows
 
@@ -189,36 +189,19 @@ class Library:
             files = {p.relative_to(self.content_dir).as_posix(): p for p in
                      content_files(self.content_dir)}
             removed = [path for path in manifest if path not in files]
-            replaced: list[str] = []
-            added: list[tuple[Passage, list[str], list[str]]] = []
-            for name, path in files.items():
-                entry = manifest.get(name)
-                stat = _stat(path)
-                if entry and not force and entry.get("stat") == list(stat):
-                    continue
-                result = load_file(path, self.content_dir)
-                digest = getattr(result, "digest", "") or _hash(path)
-                if entry and entry.get("digest") == digest:
-                    entry["stat"] = list(stat)
-                    continue
-                if entry:
-                    replaced.append(name)
-                if hasattr(result, "problem"):
-                    manifest[name] = {"stat": list(stat), "digest": digest,
-                                      "problem": str(result)}
-                    continue
-                found = windows(result, setup.options.passages.max_sentences,
-                                setup.options.passages.max_chars)
-                title_tokens = setup.analyzer.tokens(result.title)
-                for passage in found:
-                    added.append((passage, setup.analyzer.tokens(passage.text), title_tokens))
-                manifest[name] = {"stat": list(stat), "digest": digest, "title": result.title,
-                                  "language": result.language, "passages": len(found)}
-            for name in removed:
-                del manifest[name]
+            todo = [
+                (name, path, _stat(path))
+                for name, path in files.items()
+                if force or name not in manifest or manifest[name].get("stat") != list(_stat(path))
+            ]
             stale = not manifest and setup.lexical.size > 0  # manifest lost: start over
-            if removed or replaced or added or stale:
-                setup.lexical.replace(removed + replaced, added, clear=stale)
+            if removed or todo or stale:
+                with setup.lexical.writing(clear=stale) as batch:
+                    for name in removed:
+                        batch.delete(name)
+                        del manifest[name]
+                    for name, path, stat in todo:
+                        manifest[name] = self._index_file(batch, name, path, stat, manifest)
             _write_manifest(setup.folder / MANIFEST, manifest)
         changed = manifest != self._manifest
         if changed or force:
@@ -227,6 +210,30 @@ class Library:
             if setup.dense is not None:
                 self._rebuild_dense(setup)
         return changed
+
+    def _index_file(
+        self, batch: Batch, name: str, path: Path, stat: tuple[int, int],
+        manifest: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        """(Re)index one changed file; its new manifest entry."""
+        setup = self._setup
+        assert setup is not None
+        entry = manifest.get(name)
+        result = load_file(path, self.content_dir)
+        digest = getattr(result, "digest", "") or _hash(path)
+        if entry and entry.get("digest") == digest:
+            return {**entry, "stat": list(stat)}  # touched, not changed
+        if entry:
+            batch.delete(name)
+        if isinstance(result, Problem):
+            return {"stat": list(stat), "digest": digest, "problem": str(result)}
+        cut = setup.options.passages
+        found = windows(result, cut.max_sentences, cut.max_chars)
+        title_tokens = setup.analyzer.tokens(result.title)
+        for passage in found:
+            batch.add(passage, setup.analyzer.tokens(passage.text), title_tokens)
+        return {"stat": list(stat), "digest": digest, "title": result.title,
+                "language": result.language, "passages": len(found)}
 
     def _rebuild_dense(self, setup: _Setup) -> None:
         assert setup.dense is not None
@@ -253,7 +260,7 @@ class Library:
         if setup is None or k <= 0 or not query.strip():
             return []
         ranking = setup.options.ranking
-        pool = k + LEXICAL_SPARE  # enough to skip overlapping windows
+        pool = 3 * k + LEXICAL_SPARE  # a kept window hides at most its two neighbours
         if setup.dense is not None:
             pool = max(pool, setup.options.dense.candidates)
         lexical = setup.lexical.search(setup.analyzer.tokens(query), pool, ranking.title_boost)
@@ -263,7 +270,7 @@ class Library:
         weight = ranking.lexical_weight if setup.dense is not None else 1.0
         fused = {pid: weight * value for pid, value in lex.items()}
         if setup.dense is not None and setup.dense.size:
-            near, scores = setup.dense.search(query, setup.options.dense.candidates)
+            near, scores = setup.dense.search(query, pool)
             for pid in {*fused, *(hit.pid for hit in near)}:
                 similarity = setup.dense.similarity(scores, pid)
                 dense = float(setup.dense.encoder.calibrate(similarity))

@@ -33,7 +33,7 @@ class Ranking(_Frozen):
 
     title_boost: float = Field(0.5, ge=0, le=10, description="weight of a title match")
     lexical_weight: float = Field(
-        0.35, ge=0, le=1, description="share of BM25 in the fused score (the rest is dense)"
+        0.5, ge=0, le=1, description="share of BM25 in the fused score (the rest is dense)"
     )
     threshold: float = Field(
         0.22, ge=0, le=1, description="confidence below which the answer is 'nothing on that'"
