@@ -154,3 +154,23 @@ def test_every_reply_fits_the_text_limit(library: Library, content_dir: Path) ->
     assert answer.found
     assert len(answer.text.encode("utf-8")) <= TEXT_LIMIT
     assert isinstance(answer, Answer)
+
+
+def test_request_reload_reaches_every_library_sharing_the_cache(
+    library: Library, content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    other = Library.open(content_dir, config_dir, tmp_path / "cache")
+    assert not other.refresh()
+    library.request_reload()
+    assert other._stat_content() != other._snapshot  # the stamp moved: a forced rescan is due
+    other.refresh()
+    assert not other.refresh()
+
+
+def test_answers_pick_up_a_new_file_by_themselves(
+    content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    library = Library.open(content_dir, config_dir, tmp_path / "cache")
+    library._last_look -= 60  # as if refresh_seconds had passed
+    write(content_dir / "owls.md", "猫头鹰", "猫头鹰在夜里捕捉老鼠。")
+    assert library.answer("猫头鹰吃什么").title == "猫头鹰"

@@ -94,6 +94,7 @@ def content_reload() -> None:
     settings = _settings()
     library = _open(settings)
     library.refresh(force=True)
+    library.request_reload()  # processes on this machine, whoever opened them
     status = library.status()
     click.echo(f"{status['articles']} articles, {status['passages']} passages indexed")
     for problem in status["problems"]:

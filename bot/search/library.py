@@ -4,7 +4,9 @@
 when the files did not change, so a web worker is ready in about a second), and, when
 ``config/search.yaml`` enables it, sentence embeddings cached by article hash.
 :meth:`Library.refresh` stats the files (cheap when nothing changed) and re-indexes only the
-files that were added, edited or removed. Several processes share one ``cache_dir``: a file lock
+files that were added, edited or removed; :meth:`Library.answer` and :meth:`Library.search` call
+it themselves when ``refresh_seconds`` (config/search.yaml, default 2) have passed. Several
+processes share one ``cache_dir``: a file lock
 makes one of them write while the others wait and then reload what it wrote. A broken content
 file never stops anything: it is listed in :meth:`Library.status` and by ``content check``.
 
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,9 @@ CONFIG_FILES = (
 """Files under ``config_dir`` whose change rebuilds the analyzer (and maybe the index)."""
 
 MANIFEST = "manifest.json"
+
+RELOAD_STAMP = "reload-requested"
+"""A file in ``cache_dir`` that ``content reload`` replaces: all processes here rescan."""
 
 LEXICAL_SPARE = 8
 """Passages BM25 proposes beyond the ``k`` asked for (overlapping windows are dropped)."""
@@ -103,6 +109,7 @@ class Library:
         self._config_problems: list[str] = []
         self._setup: _Setup | None = None
         self._ready = False
+        self._last_look = 0.0
 
     # --- opening and refreshing --------------------------------------------------------------
 
@@ -152,7 +159,10 @@ class Library:
         return tuple(_stat(self.config_dir / name) for name in CONFIG_FILES)
 
     def _stat_content(self) -> tuple[Any, ...]:
-        generation = self._generation() if self._generation else None
+        generation = (
+            self._generation() if self._generation else None,
+            _stat(self.cache_dir / RELOAD_STAMP),
+        )
         files = tuple((p, _stat(p)) for p in content_files(self.content_dir))
         return (generation, files)
 
@@ -162,6 +172,7 @@ class Library:
         Cheap when nothing changed (one ``stat`` per file). ``force`` hashes every file again.
         """
         with self._lock:
+            self._last_look = time.monotonic()
             changed = False
             if self._stat_config() != self._config_snapshot:
                 changed = self._configure(strict=False)
@@ -174,6 +185,14 @@ class Library:
             self._snapshot = snapshot
             self._ready = True
             return changed
+
+    def request_reload(self) -> None:
+        """Make every library sharing ``cache_dir`` rescan all files on its next refresh."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp = self.cache_dir / RELOAD_STAMP
+        partial = stamp.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a new inode each time
+        partial.replace(stamp)
 
     def _sync(self, force: bool) -> bool:
         """Bring the shared index up to date with the files, under the cache's file lock."""
@@ -212,7 +231,7 @@ class Library:
         return changed
 
     def _index_file(
-        self, batch: Batch, name: str, path: Path, stat: tuple[int, int],
+        self, batch: Batch, name: str, path: Path, stat: tuple[int, int, int],
         manifest: dict[str, dict[str, Any]],
     ) -> dict[str, Any]:
         """(Re)index one changed file; its new manifest entry."""
@@ -251,8 +270,20 @@ class Library:
 
     # --- asking ------------------------------------------------------------------------------
 
+    def _refresh_if_due(self) -> None:
+        """Look at the files when ``refresh_seconds`` have passed since the last look."""
+        setup = self._setup
+        every = setup.options.refresh_seconds if setup else 0
+        if not every or time.monotonic() - self._last_look < every:
+            return
+        try:
+            self.refresh()
+        except (OSError, ValueError) as exc:  # answer from the index we have
+            log.error("content refresh failed: %s", exc)
+
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, without the no-match cut."""
+        self._refresh_if_due()
         return self._rank(query, k)
 
     def _rank(self, query: str, k: int) -> list[Hit]:
@@ -291,6 +322,7 @@ class Library:
 
     def answer(self, question: str, skip: int = 0) -> Answer:
         """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
+        self._refresh_if_due()
         language = language_of(question)
         setup = self._setup
         threshold = 1.0
@@ -329,13 +361,16 @@ class Library:
             "problems": self.problems(),
         }
 
+    def terms(self, text: str) -> list[str]:
+        """The index tokens of ``text`` (what a question is about), each once, in order."""
+        setup = self._setup
+        if setup is None:
+            return []
+        return list(dict.fromkeys(setup.analyzer.tokens(text)))
+
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
         return language_of(text)
-
-    def terms(self, text: str) -> list[str]:
-        """The index terms of ``text`` (what a subscriber's interests are learned from)."""
-        return self._setup.analyzer.tokens(text)
 
 
 def _overlaps(a: Passage, b: Passage) -> bool:
@@ -343,12 +378,13 @@ def _overlaps(a: Passage, b: Passage) -> bool:
     return a.path == b.path and abs(a.position - b.position) <= 1
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: Path) -> tuple[int, int, int]:
+    """What tells a changed file without reading it: time, size and inode (a replaced file)."""
     try:
         info = path.stat()
     except OSError:
-        return (0, -1)
-    return (info.st_mtime_ns, info.st_size)
+        return (0, -1, 0)
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
 
 
 def _hash(path: Path) -> str:

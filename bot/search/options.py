@@ -58,7 +58,8 @@ class SearchOptions(_Frozen):
     ranking: Ranking = Ranking()
     passages: Passages = Passages()
     refresh_seconds: float = Field(
-        2.0, ge=0, le=3600, description="how often refresh() looks at the files at most"
+        2.0, ge=0, le=3600,
+        description="answers look for changed content files this often (0: only refresh())",
     )
 
 

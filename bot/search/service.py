@@ -1,7 +1,8 @@
 """How a running bot holds its library: where the cache lives, how a reload reaches every process.
 
-The web processes call :func:`open_library` once at start-up and ``library.refresh()`` at most
-every couple of seconds. ``python -m bot content reload`` calls :func:`request_reload`, which bumps
+The web processes call :func:`open_library` once at start-up; the library looks at the files
+again by itself every ``refresh_seconds`` (config/search.yaml) when it answers.
+``python -m bot content reload`` calls :func:`request_reload`, which bumps
 ``Keys.content_generation()`` in Redis; each process's next ``refresh()`` sees the new value and
 rescans every file (hashing them, not trusting modification times).
 """
@@ -19,8 +20,8 @@ from bot.state import Keys
 
 log = logging.getLogger(__name__)
 
-CACHE_FOLDER = "search"
-"""The index and embedding cache live in ``<data_dir>/search``."""
+CACHE_FOLDER = "index"
+"""The index and embedding cache live in ``<data_dir>/index``."""
 
 
 def cache_dir(settings: Settings) -> Path:
