@@ -30,6 +30,9 @@ from bot.state import Keys
 DIGEST_MARKS = ("为你挑选的", "picked for you:")
 """Text that tells a digest from other customer-service messages (late answers)."""
 
+LOG_RESOLUTION = 0.999
+"""The delivery log keeps whole seconds: a send logged at second S happened before S + 1."""
+
 COMMAND_EVENTS = frozenset({"optout", "optin", "timezone", "quiet", "message"})
 """Timeline events that were text messages (they open the 48 h window)."""
 
@@ -128,7 +131,7 @@ def check(
         slots: dict[float, int] = defaultdict(int)
         for when in times:
             slots[runs.last_slot(digest, zone, when)] += 1
-            known = _at(people[openid], when)
+            known = _at(people[openid], when + LOG_RESOLUTION)
             if known is None or not known["subscribed"]:
                 figures["to_unsubscribed"] += 1
                 continue
