@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(VARIANTS), help="configurations to run")
     parser.add_argument("--sweep", action="store_true", help="print threshold calibration")
     parser.add_argument("-v", "--verbose", action="store_true", help="list the misses")
+    parser.add_argument("--synonyms", type=Path, help="use this synonyms.yaml instead")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override a search.yaml value, e.g. ranking.lexical_weight=0.5 (repeatable)",
@@ -187,6 +188,8 @@ def main() -> None:
             variant.setdefault(section, {})[key] = yaml.safe_load(value)
         with tempfile.TemporaryDirectory() as scratch:
             config = config_for(variant, Path(scratch) / "config")
+            if args.synonyms:
+                shutil.copy(args.synonyms, config / "search" / "synonyms.yaml")
             started = time.perf_counter()
             library = Library.open(content, config, CACHE)
             result = evaluate(
