@@ -23,6 +23,10 @@ local mass_cap, lease, dry = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12] ==
 local ledger, account, report, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local day, week = 86400, 7 * 86400
 local out = {}
+local tally = {}
+local function count(reason)
+  tally[reason] = (tally[reason] or 0) + 1
+end
 
 if not dry then redis.call('ZREMRANGEBYSCORE', account, '-inf', now - day) end
 local account_used = redis.call('ZCOUNT', account, now - day, '+inf')
@@ -38,7 +42,7 @@ local function one(openid, has_content, quiet)
       if not dry then
         -- the attempt that reserved this send died before recording its outcome: never resend
         redis.call('HSET', ledger, openid, 'unknown|' .. at)
-        redis.call('HINCRBY', report, digest .. '|unknown', 1)
+        count('unknown')
       end
       return 'unknown', at, 1
     elseif state ~= 'deferred-quiet' and state ~= 'retry' then
@@ -47,13 +51,16 @@ local function one(openid, has_content, quiet)
   end
 
   local function unpend()
-    redis.call('HDEL', pending, run)
-    if redis.call('HLEN', pending) == 0 then redis.call('ZREM', due, openid) end
+    -- only a send deferred by this run left something pending for it
+    if prev then
+      redis.call('HDEL', pending, run)
+      if redis.call('HLEN', pending) == 0 then redis.call('ZREM', due, openid) end
+    end
   end
   local function decide(reason)
     if not dry then
       redis.call('HSET', ledger, openid, reason .. '|' .. stamp)
-      redis.call('HINCRBY', report, digest .. '|' .. reason, 1)
+      count(reason)
       unpend()
     end
     return reason, stamp, 1
@@ -72,7 +79,7 @@ local function one(openid, has_content, quiet)
     local s, e = bounds[i], bounds[i + 1]
     if now >= s and now < e then
       if not dry then
-        if not prev then redis.call('HINCRBY', report, digest .. '|deferred-quiet', 1) end
+        if not prev then count('deferred-quiet') end
         redis.call('HSET', ledger, openid, 'deferred-quiet|' .. stamp .. '|' .. e)
         redis.call('HSET', pending, run, e)
         local at = redis.call('ZSCORE', due, openid)
@@ -97,7 +104,6 @@ local function one(openid, has_content, quiet)
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
-  if not dry then redis.call('ZREMRANGEBYSCORE', log, '-inf', now - week) end
   if redis.call('ZCOUNT', log, now - day, '+inf') >= per_day then return decide('skipped-cap') end
   if redis.call('ZCOUNT', log, now - week, '+inf') >= per_week then
     return decide('skipped-cap')
@@ -106,6 +112,7 @@ local function one(openid, has_content, quiet)
   if dry then return 'would-send', stamp, 1 end
 
   account_used = account_used + 1
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - week)
   redis.call('ZADD', log, now, run)
   redis.call('EXPIRE', log, 8 * day)
   redis.call('ZADD', account, now, run .. '|' .. openid)
@@ -128,4 +135,5 @@ for i = 18, #ARGV do
   out[#out + 1] = at
   out[#out + 1] = fresh
 end
+for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out

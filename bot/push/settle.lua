@@ -13,6 +13,10 @@
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
 local run, digest, cursor = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
+local tally = {}
+local function count(reason, n)
+  tally[reason] = (tally[reason] or 0) + n
+end
 
 local function one(openid, reserved, outcome, detail)
   local user = ARGV[4] .. openid
@@ -22,8 +26,8 @@ local function one(openid, reserved, outcome, detail)
     if outcome == 'sent' and current == 'unknown|' .. at then
       redis.call('HSET', ledger, openid, 'sent|' .. at)
       if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
-      redis.call('HINCRBY', report, digest .. '|unknown', -1)
-      redis.call('HINCRBY', report, digest .. '|sent', 1)
+      count('unknown', -1)
+      count('sent', 1)
       return 'sent'
     end
     return string.match(current or 'none|', '^([^|]+)')
@@ -31,7 +35,7 @@ local function one(openid, reserved, outcome, detail)
   local value = outcome .. '|' .. at
   if detail ~= '' then value = value .. '|' .. detail end
   redis.call('HSET', ledger, openid, value)
-  if outcome ~= 'retry' then redis.call('HINCRBY', report, digest .. '|' .. outcome, 1) end
+  if outcome ~= 'retry' then count(outcome, 1) end
   if outcome == 'failed-api' or outcome == 'retry' then
     -- nothing reached the subscriber: give back the cap, account and window slots
     redis.call('ZREM', ARGV[5] .. openid, run)
@@ -49,4 +53,5 @@ for i = 8, #ARGV do
     string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')
   out[#out + 1] = one(openid, reserved, outcome, detail)
 end
+for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out
