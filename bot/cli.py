@@ -123,12 +123,6 @@ def check() -> None:
 def main() -> None:
     """Run the command line, with every area's commands registered."""
     for module_name in AREA_COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that area is not part of this build yet
-            raise
-        for command in module.COMMANDS:
+        for command in importlib.import_module(module_name).COMMANDS:
             cli.add_command(command)
     cli(prog_name="python -m bot")
