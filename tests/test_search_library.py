@@ -174,3 +174,28 @@ def test_answers_pick_up_a_new_file_by_themselves(
     library._last_look -= 60  # as if refresh_seconds had passed
     write(content_dir / "owls.md", "猫头鹰", "猫头鹰在夜里捕捉老鼠。")
     assert library.answer("猫头鹰吃什么").title == "猫头鹰"
+
+
+def test_answers_stay_whole_while_another_thread_reindexes(
+    library: Library, content_dir: Path
+) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            for _ in range(40):
+                assert library.answer("微信公众平台的价值观是什么").found
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for n in range(5):
+        write(content_dir / "churn.md", f"变动{n}", f"第{n}次改动的文章内容在这里。")
+        library.refresh(force=True)
+    for thread in threads:
+        thread.join()
+    assert errors == []

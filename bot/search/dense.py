@@ -9,9 +9,10 @@ encoded again, and start-up only reads files.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,29 @@ class DenseHit:
     similarity: float
 
 
+@dataclass(frozen=True)
+class _Vectors:
+    """One consistent set: passage ids, their rows, the matrix (swapped whole on rebuild)."""
+
+    pids: tuple[str, ...] = ()
+    rows: dict[str, int] = field(default_factory=dict)
+    matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class DenseResult:
+    """The nearest passages of one question, and any passage's similarity to it."""
+
+    hits: list[DenseHit]
+    scores: np.ndarray
+    rows: dict[str, int]
+
+    def similarity(self, pid: str) -> float:
+        """The cosine similarity of passage ``pid`` (0 when it has no vector)."""
+        row = self.rows.get(pid)
+        return 0.0 if row is None else float(self.scores[row])
+
+
 class DenseIndex:
     """All passage vectors of the library in one matrix, built from the per-article cache."""
 
@@ -91,55 +115,52 @@ class DenseIndex:
         self.encoder = encoder
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
-        self._pids: list[str] = []
-        self._rows: dict[str, int] = {}
-        self._matrix = np.zeros((0, 1), dtype=np.float32)
+        self._vectors = _Vectors()
 
-    def vectors(self, digest: str, texts: Sequence[str]) -> np.ndarray:
-        """The cached vectors of one article's passages, encoding them if needed."""
+    def vectors(self, digest: str, count: int, texts: Callable[[], list[str]]) -> np.ndarray:
+        """The cached vectors of one article's ``count`` passages, encoding them if needed."""
         path = self.cache / f"{digest}.npy"
         if path.exists():
             try:
                 stored = np.load(path)
-                if stored.shape[0] == len(texts):
+                if stored.shape[0] == count:
                     return stored
             except (OSError, ValueError):
-                pass  # a torn write: encode again
-        vectors = self.encoder.passages(texts)
-        partial = path.with_suffix(f".{threading.get_ident()}.tmp.npy")
+                pass  # a torn or stale file: encode again
+        vectors = self.encoder.passages(texts())
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npy")
         np.save(partial, vectors)
         partial.replace(path)
         return vectors
 
-    def rebuild(self, articles: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> None:
-        """Use ``(digest, pids, texts)`` of every article."""
+    def rebuild(
+        self, articles: Sequence[tuple[str, Sequence[str], Callable[[], list[str]]]]
+    ) -> None:
+        """Use ``(digest, passage ids, texts loader)`` of every article."""
         pids: list[str] = []
         blocks = []
         for digest, article_pids, texts in articles:
-            if not texts:
+            if not article_pids:
                 continue
-            blocks.append(self.vectors(digest, texts))
+            blocks.append(self.vectors(digest, len(article_pids), texts))
             pids.extend(article_pids)
-        self._pids = pids
-        self._rows = {pid: row for row, pid in enumerate(pids)}
-        self._matrix = np.vstack(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)
+        matrix = np.vstack(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)
+        rows = {pid: row for row, pid in enumerate(pids)}
+        self._vectors = _Vectors(tuple(pids), rows, matrix)
 
-    def search(self, question: str, k: int) -> tuple[list[DenseHit], np.ndarray]:
-        """The ``k`` nearest passages, and the similarities of all (for :meth:`similarity`)."""
-        if not self._pids:
-            return [], np.zeros(0, dtype=np.float32)
-        scores = self._matrix @ self.encoder.query(question)
-        k = min(k, len(self._pids))
+    def search(self, question: str, k: int) -> DenseResult:
+        """The ``k`` nearest passages to ``question``."""
+        current = self._vectors
+        if not current.pids or k <= 0:
+            return DenseResult([], np.zeros(0, dtype=np.float32), {})
+        scores = current.matrix @ self.encoder.query(question)
+        k = min(k, len(current.pids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return [DenseHit(self._pids[i], float(scores[i])) for i in top], scores
-
-    def similarity(self, scores: np.ndarray, pid: str) -> float:
-        """The similarity of passage ``pid`` in the ``scores`` of one :meth:`search`."""
-        row = self._rows.get(pid)
-        return 0.0 if row is None or row >= len(scores) else float(scores[row])
+        hits = [DenseHit(current.pids[i], float(scores[i])) for i in top]
+        return DenseResult(hits, scores, current.rows)
 
     @property
     def size(self) -> int:
         """Passages with a vector."""
-        return len(self._pids)
+        return len(self._vectors.pids)

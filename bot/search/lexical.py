@@ -116,10 +116,11 @@ class LexicalIndex:
         """Passages in the index."""
         return self.searcher.num_docs
 
-    def idf(self, token: str) -> float:
+    def idf(self, token: str, searcher: tantivy.Searcher | None = None) -> float:
         """BM25's inverse document frequency of ``token`` (the highest for an unknown token)."""
-        total = max(self.searcher.num_docs, 1)
-        df = self.searcher.doc_freq("body", token)
+        searcher = searcher or self.searcher
+        total = max(searcher.num_docs, 1)
+        df = searcher.doc_freq("body", token)
         return math.log(1 + (total - df + 0.5) / (df + 0.5))
 
     def search(self, tokens: list[str], k: int, title_boost: float) -> list[LexicalHit]:
@@ -127,6 +128,7 @@ class LexicalIndex:
         counts = Counter(tokens)
         if not counts or k <= 0:
             return []
+        searcher = self.searcher  # one snapshot, even if another thread reloads meanwhile
         clauses = []
         for token, count in counts.items():
             body = tantivy.Query.term_query(self.schema, "body", token)
@@ -135,11 +137,11 @@ class LexicalIndex:
                 title = tantivy.Query.term_query(self.schema, "title", token)
                 clauses.append((tantivy.Occur.Should, _boost(title, title_boost * count)))
         query = tantivy.Query.boolean_query(clauses)
-        weights = {token: self.idf(token) * count for token, count in counts.items()}
+        weights = {token: self.idf(token, searcher) * count for token, count in counts.items()}
         total = sum(weights.values()) or 1.0
         hits = []
-        for score, address in self.searcher.search(query, k).hits:
-            doc = self.searcher.doc(address)
+        for score, address in searcher.search(query, k).hits:
+            doc = searcher.doc(address)
             body = set(doc["body"][0].split())
             coverage = sum(w for token, w in weights.items() if token in body) / total
             hits.append(LexicalHit(_passage(doc), float(score), coverage))
@@ -147,19 +149,12 @@ class LexicalIndex:
 
     def get(self, pid: str) -> Passage | None:
         """The passage called ``pid``."""
+        searcher = self.searcher
         query = tantivy.Query.term_query(self.schema, "pid", pid)
-        found = self.searcher.search(query, 1).hits
+        found = searcher.search(query, 1).hits
         if not found:
             return None
-        return _passage(self.searcher.doc(found[0][1]))
-
-    def tokens_of(self, pid: str) -> set[str]:
-        """The indexed tokens of one passage."""
-        query = tantivy.Query.term_query(self.schema, "pid", pid)
-        found = self.searcher.search(query, 1).hits
-        if not found:
-            return set()
-        return set(self.searcher.doc(found[0][1])["body"][0].split())
+        return _passage(searcher.doc(found[0][1]))
 
 
 def _boost(query: tantivy.Query, factor: float) -> tantivy.Query:

@@ -256,15 +256,16 @@ class Library:
 
     def _rebuild_dense(self, setup: _Setup) -> None:
         assert setup.dense is not None
+        lexical = setup.lexical
         articles = []
         for name, entry in sorted(self._manifest.items()):
             if "problem" in entry:
                 continue
             pids = [f"{name}#{n}" for n in range(entry["passages"])]
-            path = setup.dense.cache / f"{entry['digest']}.npy"
-            texts = pids if path.exists() else [
-                p.text for p in (setup.lexical.get(pid) for pid in pids) if p is not None
-            ]
+
+            def texts(pids: list[str] = pids) -> list[str]:
+                return [p.text for p in (lexical.get(pid) for pid in pids) if p is not None]
+
             articles.append((entry["digest"], pids, texts))
         setup.dense.rebuild(articles)
 
@@ -301,9 +302,9 @@ class Library:
         weight = ranking.lexical_weight if setup.dense is not None else 1.0
         fused = {pid: weight * value for pid, value in lex.items()}
         if setup.dense is not None and setup.dense.size:
-            near, scores = setup.dense.search(query, pool)
-            for pid in {*fused, *(hit.pid for hit in near)}:
-                similarity = setup.dense.similarity(scores, pid)
+            near = setup.dense.search(query, pool)
+            for pid in {*fused, *(hit.pid for hit in near.hits)}:
+                similarity = near.similarity(pid)
                 dense = float(setup.dense.encoder.calibrate(similarity))
                 fused[pid] = weight * lex.get(pid, 0.0) + (1 - weight) * dense
         ordered = sorted(fused.items(), key=lambda item: -item[1])
