@@ -117,11 +117,11 @@ class Analyzer:
         from bot.search.options import load_synonyms
 
         folder = config_dir / "search"
-        return cls(
-            userdict=folder / "userdict.txt",
-            stopwords=_read_words(folder / "stopwords.txt"),
-            synonyms=load_synonyms(folder / "synonyms.yaml"),
-        )
+        userdict = folder / "userdict.txt"
+        stopwords = tuple(_read_words(folder / "stopwords.txt"))
+        synonyms = load_synonyms(folder / "synonyms.yaml")
+        words = userdict.read_bytes() if userdict.exists() else b""
+        return _shared(cls, words, userdict, stopwords, synonyms)
 
     def _key(self, entry: str) -> list[str]:
         """How a synonym entry appears in a token stream: one word, or a phrase of words."""
@@ -172,3 +172,28 @@ class Analyzer:
                 out.append(self._single.get(words[i], words[i]))
                 i += 1
         return out
+
+
+
+_SHARED: dict[tuple[object, ...], Analyzer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(
+    cls: type[Analyzer],
+    words: bytes,
+    userdict: Path,
+    stopwords: tuple[str, ...],
+    synonyms: tuple[tuple[str, ...], ...],
+) -> Analyzer:
+    """One analyzer per configuration in a process (loading jieba's dictionary takes a second).
+
+    The key is what the files say (the user dictionary's bytes), not where they are.
+    """
+    key = (cls, words, stopwords, synonyms)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            if len(_SHARED) >= 4:
+                _SHARED.pop(next(iter(_SHARED)))
+            _SHARED[key] = cls(userdict=userdict, stopwords=stopwords, synonyms=synonyms)
+        return _SHARED[key]
