@@ -105,7 +105,7 @@ def content_reload() -> None:
     try:
         generation = request_reload(connect(url))
     except (redis.ConnectionError, redis.TimeoutError, OSError):
-        click.echo("Redis is not running: no web process to tell (they rescan when they start)")
+        click.echo("Redis not reachable: only processes sharing this machine's index were told")
         return
     click.echo(f"running processes told to rescan (generation {generation})")
 

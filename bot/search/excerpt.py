@@ -14,7 +14,7 @@ from bot.search.passages import sentences
 TEXT_LIMIT = 2048
 """Bytes of UTF-8 in one text reply (PLATFORM.md section 4)."""
 
-QUESTION_ECHO = 30
+QUESTION_ECHO = 40
 """Characters of the question repeated in a "nothing on that" reply."""
 
 CLAUSE_END = re.compile(r"(?<=[，,、：:])")
