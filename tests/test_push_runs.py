@@ -275,3 +275,17 @@ def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
     assert sorted(e["openid"] for e in sent) == sorted(openids[:2])
     assert {e["api"] for e in sent} == {"mass"}
     assert world.r.zcard(Keys.push_mass(openids[0])) == 1
+
+
+def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
+    openid = world.follower("ivan")
+    world.clock.advance(3600 + 60)
+    run = runs.run_id("daily", runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai",
+                                               clock.now()))
+    throttle = Throttle(world.r, run, "daily", "custom", world.setup.config.push.limits, "d")
+    [decision] = throttle.decide([Candidate(openid, True)])
+    world.clock.advance(600)  # a long chunk: this send leaves ten minutes after its reservation
+    assert throttle.settle([(decision, "sent", "")]) == ["sent"]
+    assert world.r.zscore(Keys.push_log(openid), run) == pytest.approx(clock.now(), abs=1)
+    assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") == pytest.approx(
+        clock.now(), abs=1)

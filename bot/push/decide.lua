@@ -43,6 +43,11 @@ local function one(openid, has_content, quiet)
         -- the attempt that reserved this send died before recording its outcome: never resend
         redis.call('HSET', ledger, openid, 'unknown|' .. at)
         count('unknown')
+        -- it may have been delivered at any moment until now: count it from now
+        redis.call('ZADD', log, 'XX', now, run)
+        redis.call('ZADD', account, 'XX', now, run .. '|' .. openid)
+        redis.call('ZADD', cs, 'XX', now, 'digest|' .. run)
+        redis.call('ZADD', mass, 'XX', now, run)
       end
       return 'unknown', at, 1
     elseif state ~= 'deferred-quiet' and state ~= 'retry' then

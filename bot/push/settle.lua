@@ -2,7 +2,11 @@
 -- holds. A send that may have reached the subscriber moves their cursor (articles are not
 -- repeated), unless they unsubscribed meanwhile (their record is gone and must stay gone).
 --
--- KEYS: 1 run ledger, 2 report hash, 3 account log
+-- The sliding logs then hold the time the outcome was known (at or after the delivery), not the
+-- time of the reservation: a chunk sends for minutes, and the next digest must come 24 h after
+-- the delivery, not after the reservation.
+--
+-- KEYS: 1 run ledger, 2 report hash, 3 account log, 4 clock offset
 -- ARGV: 1 run id, 2 digest name, 3 the user's cursor field,
 --       4-7 key prefixes (completed with the openid): user, digest log, customer-service log,
 --       mass log;
@@ -11,11 +15,20 @@
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
 -- the truth "sent" replaces that. Returns the decision now recorded for each send.
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', KEYS[4]) or '0')
 local run, digest, cursor = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local tally = {}
 local function count(reason, n)
   tally[reason] = (tally[reason] or 0) + n
+end
+
+local function restamp(openid)
+  redis.call('ZADD', ARGV[5] .. openid, 'XX', now, run)
+  redis.call('ZADD', account, 'XX', now, run .. '|' .. openid)
+  redis.call('ZADD', ARGV[6] .. openid, 'XX', now, 'digest|' .. run)
+  redis.call('ZADD', ARGV[7] .. openid, 'XX', now, run)
 end
 
 local function one(openid, reserved, outcome, detail)
@@ -25,6 +38,7 @@ local function one(openid, reserved, outcome, detail)
   if current ~= reserved then
     if outcome == 'sent' and current == 'unknown|' .. at then
       redis.call('HSET', ledger, openid, 'sent|' .. at)
+      restamp(openid)
       if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
       count('unknown', -1)
       count('sent', 1)
@@ -42,8 +56,9 @@ local function one(openid, reserved, outcome, detail)
     redis.call('ZREM', account, run .. '|' .. openid)
     redis.call('ZREM', ARGV[6] .. openid, 'digest|' .. run)
     redis.call('ZREM', ARGV[7] .. openid, run)
-  elseif redis.call('EXISTS', user) == 1 then
-    redis.call('HSET', user, cursor, at)
+  else
+    restamp(openid)
+    if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
   end
   return outcome
 end

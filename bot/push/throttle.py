@@ -134,7 +134,8 @@ class Throttle:
                    for d, outcome, detail in outcomes]
         if not records:
             return []
-        keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account()]
+        keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account(),
+                Keys.clock_offset()]
         args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, *records]
         return [_text(v) for v in self._settle(keys=keys, args=args)]
 
