@@ -12,7 +12,7 @@ import logging
 import redis
 from flask import Flask, jsonify
 
-from bot import state, webhook
+from bot import clock, state, webhook
 from bot.config import Config, load_config
 from bot.handlers import Context
 from bot.jobs import late_sender
@@ -30,6 +30,7 @@ def create_app(
     library: Library | None = None,
 ) -> Flask:
     """Build the app. Arguments replace what would come from the environment (for tests)."""
+    clock.install_from_env()  # gunicorn imports the factory without the command line
     settings = settings or Settings.from_env()
     config = config or load_config(settings.config_dir)
     app = Flask(__name__)

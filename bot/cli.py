@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
 
+from bot import clock
 from bot.config import ConfigError
 from bot.settings import Settings, SettingsError
 
@@ -29,6 +31,10 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        clock.install_from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def load_settings() -> Settings:
@@ -49,10 +55,35 @@ def load_settings() -> Settings:
     help="Port of the simulator (fake WeChat API and chat page).",
 )
 @click.option("--no-sim", is_flag=True, help="Do not start the simulator.")
-def run(port: int, sim_port: int, no_sim: bool) -> None:
+@click.option(
+    "--now",
+    "start",
+    default=None,
+    metavar="ISO8601",
+    help="Run every process on one virtual clock starting at this time.",
+)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Virtual seconds per real second (with --now).",
+)
+def run(port: int, sim_port: int, no_sim: bool, start: str | None, speed: float) -> None:
     """Run everything: embedded Redis, webhook, worker with scheduler, simulator. Ctrl-C stops."""
+    from datetime import datetime
+
     from bot.runner import run_all
 
+    if start is not None:
+        try:
+            moment = datetime.fromisoformat(start)
+        except ValueError:
+            raise click.BadParameter(f"{start!r} is not ISO 8601", param_hint="--now") from None
+        if moment.tzinfo is None:
+            raise click.BadParameter("give a time zone offset, e.g. +08:00", param_hint="--now")
+        os.environ[clock.ENV] = clock.share(moment.timestamp(), speed)
+        click.echo(f"virtual time from {moment.isoformat()} at {speed:g}x ({clock.ENV} is set)")
     sys.exit(run_all(load_settings(), port=port, sim_port=None if no_sim else sim_port))
 
 
@@ -64,8 +95,6 @@ def web(port: int, workers: int) -> None:
     from bot.runner import gunicorn_command
 
     load_settings()
-    import os
-
     os.execvp(sys.executable, gunicorn_command(port=port, workers=workers))
 
 

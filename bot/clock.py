@@ -39,6 +39,45 @@ class VirtualClock:
         self._offset += seconds
 
 
+ENV = "BOT_CLOCK"
+"""Environment variable that puts every process of a run on one virtual clock.
+
+Its value is ``<virtual epoch>@<wall epoch>x<speed>``: at wall-clock time ``wall epoch`` the
+virtual time was ``virtual epoch``, and it runs ``speed`` times faster. Processes started at
+different moments with the same value therefore agree on the time (:func:`share`).
+"""
+
+
+def share(start: float, speed: float = 1.0, wall: float | None = None) -> str:
+    """The :data:`ENV` value for a virtual clock starting at ``start`` now (or at ``wall``)."""
+    return f"{start:.3f}@{time.time() if wall is None else wall:.3f}x{speed:g}"
+
+
+def from_shared(value: str) -> VirtualClock:
+    """The clock a :data:`ENV` value describes; ``ValueError`` if it is malformed."""
+    try:
+        start_text, rest = value.split("@")
+        wall_text, speed_text = rest.split("x")
+        start, wall, speed = float(start_text), float(wall_text), float(speed_text)
+    except ValueError:
+        raise ValueError(
+            f"{ENV} must look like <virtual epoch>@<wall epoch>x<speed>, not {value!r}"
+        ) from None
+    if speed < 0:
+        raise ValueError(f"{ENV} speed must not be negative")
+    elapsed = time.time() - wall
+    return VirtualClock(start=start, speed=speed, _origin=time.monotonic() - elapsed)
+
+
+def install_from_env(env: dict[str, str] | None = None) -> None:
+    """Install the shared virtual clock when :data:`ENV` is set (every entry point calls this)."""
+    import os
+
+    value = (os.environ if env is None else env).get(ENV, "").strip()
+    if value:
+        install(from_shared(value))
+
+
 _clock: SystemClock | VirtualClock = SystemClock()
 
 
