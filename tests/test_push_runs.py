@@ -289,3 +289,14 @@ def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
     assert world.r.zscore(Keys.push_log(openid), run) == pytest.approx(clock.now(), abs=1)
     assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") == pytest.approx(
         clock.now(), abs=1)
+
+
+def test_a_run_on_bot_clock_puts_the_throttle_on_its_virtual_time(world, monkeypatch):
+    virtual = world.clock.now() + 5 * 86400
+    monkeypatch.setenv(clock.ENV, clock.share(virtual, speed=60))
+    clock.install_from_env()
+    run = runs.run_id("daily", virtual)
+    throttle = Throttle(world.r, run, "daily", "custom", world.setup.config.push.limits, "d")
+    [decision] = throttle.decide([Candidate("onobody", True)])
+    assert decision.reason == "skipped-unsubscribed"
+    assert decision.at == pytest.approx(clock.now(), abs=60)

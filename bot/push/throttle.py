@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 
 from bot.config import Limits
+from bot.push import timebase
 from bot.state import Keys
 from bot.subscribers import MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS
 
@@ -120,6 +121,7 @@ class Throttle:
             args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
         keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
                 Keys.clock_offset()]
+        timebase.publish(self.r)
         flat = [_text(v) for v in self._decide(keys=keys, args=args)]
         out = []
         for i, c in enumerate(batch):
@@ -136,6 +138,7 @@ class Throttle:
             return []
         keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account(),
                 Keys.clock_offset()]
+        timebase.publish(self.r)
         args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, *records]
         return [_text(v) for v in self._settle(keys=keys, args=args)]
 
