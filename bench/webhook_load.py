@@ -35,14 +35,33 @@ from bot.settings import DEV_TOKEN  # noqa: E402
 from bot.wire import signature  # noqa: E402
 
 QUESTIONS = [
-    "微信公众平台的价值观是什么", "微信为什么不希望用户花太多时间", "什么是去中心化",
-    "微博电商和微信电商有什么不同", "自媒体怎么赚钱", "朋友圈", "用完即走是什么意思",
-    "what does decentralization mean", "how do WeChat self-media make money",
-    "why did WeChat 5.0 matter", "微信 公众号 价值", "official account values",
+    "微信公众平台的价值观是什么",
+    "微信为什么不希望用户花太多时间",
+    "什么是去中心化",
+    "微博电商和微信电商有什么不同",
+    "自媒体怎么赚钱",
+    "朋友圈",
+    "用完即走是什么意思",
+    "what does decentralization mean",
+    "how do WeChat self-media make money",
+    "why did WeChat 5.0 matter",
+    "微信 公众号 价值",
+    "official account values",
 ]
 
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4", "--timeout", "30",
-            "--preload", "--log-level", "warning"]
+GUNICORN = [
+    "--workers",
+    "2",
+    "--worker-class",
+    "gthread",
+    "--threads",
+    "4",
+    "--timeout",
+    "30",
+    "--preload",
+    "--log-level",
+    "warning",
+]
 """The same settings for both servers."""
 
 LUA = r"""
@@ -52,7 +71,8 @@ request = function()
   counter = counter + 1
   local q = questions[(counter %% #questions) + 1]
   local body = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
-    .. "<FromUserName><![CDATA[oBench" .. string.format("%%022d", counter %% 500) .. "]]></FromUserName>"
+    .. "<FromUserName><![CDATA[oBench" .. string.format("%%022d", counter %% 500)
+    .. "]]></FromUserName>"
     .. "<CreateTime>%(ts)s</CreateTime><MsgType><![CDATA[text]]></MsgType>"
     .. "<Content><![CDATA[" .. q .. "]]></Content>"
     .. "<MsgId>" .. string.format("%%d%%09d", %(run)d, counter) .. "</MsgId></xml>"
@@ -73,8 +93,13 @@ def ensure_wrk() -> str:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         found = shutil.which("wrk")
     if not found:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -84,7 +109,9 @@ def ensure_wrk() -> str:
 def start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN],
-        cwd=ROOT, env=env, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -108,13 +135,21 @@ def run_wrk(wrk: str, url: str, seconds: int, connections: int, run: int) -> dic
     query = f"signature={signature(DEV_TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
     path = "/wechat?" + query if "/wechat" in url else "/?" + query
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(LUA % {
-        "questions": ", ".join(f'"{q}"' for q in QUESTIONS), "ts": ts, "run": run, "path": path,
-    })
+    script.write_text(
+        LUA
+        % {
+            "questions": ", ".join(f'"{q}"' for q in QUESTIONS),
+            "ts": ts,
+            "run": run,
+            "path": path,
+        }
+    )
     base = url.split("/wechat")[0]
     out = subprocess.run(
         [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     script.unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -145,10 +180,17 @@ def main() -> None:
     shutil.copytree(ROOT / "config", config)
     if not args.dense:
         search = config / "search.yaml"
-        search.write_text(re.sub(r"(dense:\s*\n\s*enabled:)\s*\w+", r"\1 false", search.read_text()))
+        search.write_text(
+            re.sub(r"(dense:\s*\n\s*enabled:)\s*\w+", r"\1 false", search.read_text())
+        )
     url_redis, _ = state.ensure_embedded(work / "var")
-    env = {**os.environ, "REDIS_URL": url_redis, "BOT_DATA_DIR": str(work / "var"),
-           "BOT_CONFIG_DIR": str(config), "WECHAT_TOKEN": DEV_TOKEN}
+    env = {
+        **os.environ,
+        "REDIS_URL": url_redis,
+        "BOT_DATA_DIR": str(work / "var"),
+        "BOT_CONFIG_DIR": str(config),
+        "WECHAT_TOKEN": DEV_TOKEN,
+    }
     env.pop("WECHAT_MODE", None)
     ours_port, theirs_port = free_port(), free_port()
     ours = start("bot.app:create_app()", ours_port, env)
@@ -159,18 +201,30 @@ def main() -> None:
         run_wrk(wrk, f"http://127.0.0.1:{ours_port}/wechat", 2, args.connections, 0)
         run_wrk(wrk, f"http://127.0.0.1:{theirs_port}/", 2, args.connections, 0)
         for round_ in range(1, args.rounds + 1):
-            results["ours"].append(run_wrk(
-                wrk, f"http://127.0.0.1:{ours_port}/wechat", args.seconds, args.connections, round_))
-            results["werobot"].append(run_wrk(
-                wrk, f"http://127.0.0.1:{theirs_port}/", args.seconds, args.connections, round_))
+            results["ours"].append(
+                run_wrk(
+                    wrk,
+                    f"http://127.0.0.1:{ours_port}/wechat",
+                    args.seconds,
+                    args.connections,
+                    round_,
+                )
+            )
+            results["werobot"].append(
+                run_wrk(
+                    wrk, f"http://127.0.0.1:{theirs_port}/", args.seconds, args.connections, round_
+                )
+            )
     finally:
         stop(ours)
         stop(theirs)
         state.stop_embedded(work / "var")
         shutil.rmtree(work, ignore_errors=True)
     mode = "lexical + dense" if args.dense else "lexical"
-    print(f"webhook load: {args.rounds} alternating rounds of {args.seconds} s, "
-          f"{args.connections} connections, gunicorn {' '.join(GUNICORN[:6])}; search: {mode}")
+    print(
+        f"webhook load: {args.rounds} alternating rounds of {args.seconds} s, "
+        f"{args.connections} connections, gunicorn {' '.join(GUNICORN[:6])}; search: {mode}"
+    )
     print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     summary = {}
     for name, rows in results.items():

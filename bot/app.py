@@ -17,6 +17,7 @@ from bot.config import Config, load_config
 from bot.handlers import Context
 from bot.jobs import late_sender
 from bot.search import Library
+from bot.search.service import open_library
 from bot.settings import Settings
 from bot.wire import Envelope
 
@@ -37,9 +38,7 @@ def create_app(
     app.extensions["bot.settings"] = settings
     app.extensions["bot.config"] = config
     client = state.init_app(app, redis_client)
-    library = library or Library.open(
-        settings.content_dir, settings.config_dir, settings.data_dir / "index"
-    )
+    library = library or open_library(settings, client)
     app.extensions["bot.library"] = library
     context = Context(config=config, redis=client, library=library)
     webhook.init_app(

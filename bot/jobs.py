@@ -65,12 +65,12 @@ def message_fields(message: Inbound) -> dict:
 @cache
 def worker_context() -> tuple[Settings, Context]:
     """Settings and handler context of this worker process, built once."""
-    from bot.search import Library
+    from bot.search.service import open_library
 
     settings = Settings.from_env()
     config = load_config(settings.config_dir)
     client = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
-    library = Library.open(settings.content_dir, settings.config_dir, settings.data_dir / "index")
+    library = open_library(settings, client)
     return settings, Context(config=config, redis=client, library=library)
 
 

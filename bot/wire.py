@@ -45,7 +45,9 @@ def signature(token: str, timestamp: str, nonce: str, *extra: str) -> str:
 
 def signature_matches(expected: str, given: str | None) -> bool:
     """Constant-time comparison of two signatures."""
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+    return given is not None and hmac.compare_digest(
+        expected.encode(), given.encode("utf-8", "replace")
+    )
 
 
 def nonce() -> str:
