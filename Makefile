@@ -20,6 +20,7 @@ run: $(STAMP)  ## run the whole bot: embedded Redis, webhook, worker, scheduler,
 
 test: $(STAMP)  ## run the test suite (installs Debian's chromium for the browser test if it can)
 	sh scripts/install-browser
+	$(BIN)/ruff check bot tests bench
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff over the code

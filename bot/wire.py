@@ -88,7 +88,7 @@ class Envelope:
         return plain.decode("utf-8") if isinstance(plain, bytes) else plain
 
     def encrypt(self, xml: str) -> str:
-        """The ``Encrypt`` value for ``xml``: base64 of AES-256-CBC over random16|length|xml|appid."""
+        """The ``Encrypt`` value: base64 of AES-256-CBC over random16, length, xml and appid."""
         return self._prp().encrypt(xml, self.appid).decode("ascii")
 
     def seal(self, xml: str, timestamp: str, nonce: str) -> str:
