@@ -26,7 +26,6 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:push:pending:<openid>           digests deferred by quiet hours: run id -> due (hash)
     bot:push:due                        openids with deferred digests, scored by due time (zset)
     bot:push:account                    every digest send of the account, 24 h sliding log (zset)
-    bot:push:account-mass               mass-send runs of the account, 24 h sliding log (zset)
     bot:push:ledger:<run>               openid -> decision of one digest run (hash, 35 days)
     bot:push:plan:<run>                 how far planning a run has gone (hash, 35 days)
     bot:push:runs                       run ids, scored by their slot time (zset)
@@ -152,11 +151,6 @@ class Keys:
     def push_account() -> str:
         """Every digest send of the account over the last 24 h (sliding log)."""
         return f"{PREFIX}:push:account"
-
-    @staticmethod
-    def push_account_mass() -> str:
-        """Mass-send runs of the account over the last 24 h (a subscription account has 1)."""
-        return f"{PREFIX}:push:account-mass"
 
     @staticmethod
     def push_ledger(run: str) -> str:
