@@ -154,4 +154,7 @@ def main() -> None:
     for module_name in AREA_COMMANDS:
         for command in importlib.import_module(module_name).COMMANDS:
             cli.add_command(command)
+    from bot.push.scenario import scenario  # the push area's replay, run as WeChat: under `sim`
+
+    cli.commands["sim"].add_command(scenario, "scenario")
     cli(prog_name="python -m bot")

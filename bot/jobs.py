@@ -16,7 +16,7 @@ import redis
 from rq import Queue, Retry, Worker
 from rq.serializers import JSONSerializer
 
-from bot import delivery, state
+from bot import delivery, state, subscribers
 from bot.config import load_config
 from bot.handlers import Context
 from bot.message import Inbound, News, Text
@@ -33,6 +33,12 @@ LATE_RETRY = Retry(max=3, interval=[10, 30, 60])
 
 WORKER_TTL = 30
 """Seconds a worker's heartbeat lives: a dead host's jobs are found abandoned within ~a minute."""
+
+JOB_MONITORING_INTERVAL = 10
+"""Seconds between a busy worker's heartbeats (RQ's default: 30)."""
+
+MAINTENANCE_INTERVAL = 30
+"""Seconds between a worker's sweeps for abandoned jobs (RQ's default: 600)."""
 
 SENT_TTL = 2 * 86400
 
@@ -117,6 +123,7 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         log.warning("late answer to %s dropped: %s", message.delivery_id, exc)
         return f"dropped: {exc.code}"
     r.set(sent_key, "sent", ex=SENT_TTL)
+    subscribers.record_cs_send(r, message.openid)  # it used a slot of the 48 h quota
     return "sent"
 
 
@@ -124,9 +131,17 @@ def _news_text(news: News) -> str:
     return "\n".join(part for part in (news.title, news.description, news.url) if part)
 
 
-def run_worker(settings: Settings, burst: bool = False) -> None:
-    """Work the queues with RQ's scheduler on, until stopped (or empty, with ``burst``)."""
-    worker_context()  # load content before forking work horses
+def run_worker(settings: Settings, burst: bool = False, logging_level: str = "INFO") -> None:
+    """Work the queues with RQ's scheduler on, until stopped (or empty, with ``burst``).
+
+    Content and the digest catalog are loaded before RQ forks a work horse per job; heartbeats
+    and maintenance run often enough that a job abandoned by a dead host is retried within about
+    a minute and a half (RQ's defaults take ten).
+    """
+    from bot.push import jobs as push_jobs
+
+    worker_context()
+    push_jobs.setup().catalog()
     client = state.bytes_client(
         state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
     )
@@ -135,5 +150,7 @@ def run_worker(settings: Settings, burst: bool = False) -> None:
         connection=client,
         serializer=JSONSerializer,
         worker_ttl=WORKER_TTL,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL,
+        maintenance_interval=MAINTENANCE_INTERVAL,
     )
-    worker.work(with_scheduler=True, burst=burst)
+    worker.work(with_scheduler=True, burst=burst, logging_level=logging_level)

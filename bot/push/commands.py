@@ -1,6 +1,6 @@
 """``python -m bot push ...``: preview, run and report digests; the scheduler process.
 
-Also exports ``sim-scenario`` (the synthetic month of subscribers, :mod:`bot.push.scenario`).
+The synthetic month of subscribers (:mod:`bot.push.scenario`) is ``python -m bot sim scenario``.
 """
 
 from __future__ import annotations
@@ -73,20 +73,27 @@ def preview_command(digest: str, user: str | None, limit: int) -> None:
     setup = _setup()
     run = _run_of(setup, digest, clock.now())
     slot = runs.parse_run(run)[1]
-    openids = [user] if user else [
-        o for batch in runs.members(setup.redis, runs.CHUNK_SIZE, until=slot) for o in batch
-    ]
+    openids = (
+        [user]
+        if user
+        else [o for batch in runs.members(setup.redis, runs.CHUNK_SIZE, until=slot) for o in batch]
+    )
     totals: Counter[str] = Counter()
     shown = 0
     for i in range(0, len(openids), runs.CHUNK_SIZE):
-        for openid, reason, items in runs.preview(setup, run, openids[i:i + runs.CHUNK_SIZE]):
+        for openid, reason, items in runs.preview(setup, run, openids[i : i + runs.CHUNK_SIZE]):
             totals[reason] += 1
             if shown < limit:
                 shown += 1
                 titles = "; ".join(item.title for item in items) or "-"
                 click.echo(f"{openid}  {reason:<22} {titles}")
-    click.echo(f"run {run}: " + (", ".join(f"{k} {v}" for k, v in totals.most_common())
-                                 or "nobody had followed by this slot"))
+    click.echo(
+        f"run {run}: "
+        + (
+            ", ".join(f"{k} {v}" for k, v in totals.most_common())
+            or "nobody had followed by this slot"
+        )
+    )
 
 
 @push.command("run")
@@ -105,8 +112,9 @@ def run_command(digest: str, now: str | None) -> None:
         for openids in bar:
             totals.update(runs.process_chunk(setup, run, openids))
     runs.mark_planned(setup.redis, run, len(chunks))
-    click.echo(", ".join(f"{k} {v}" for k, v in totals.most_common())
-               or "nobody had followed by this slot")
+    click.echo(
+        ", ".join(f"{k} {v}" for k, v in totals.most_common()) or "nobody had followed by this slot"
+    )
 
 
 @push.command("report")
@@ -144,10 +152,4 @@ def reconcile_command(run: str) -> None:
     click.echo(", ".join(f"{k} {v}" for k, v in counts.most_common()) or "nothing to do")
 
 
-def _scenario() -> click.Command:
-    from bot.push.scenario import scenario
-
-    return scenario
-
-
-COMMANDS = [push, _scenario()]
+COMMANDS = [push]

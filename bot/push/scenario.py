@@ -44,18 +44,33 @@ STEP = 15 * 60
 """Virtual seconds between two scheduler ticks."""
 
 ZONES = (
-    ("Asia/Shanghai", 0.55), ("Europe/London", 0.15), ("America/New_York", 0.15),
-    ("Asia/Tokyo", 0.1), ("Australia/Sydney", 0.05),
+    ("Asia/Shanghai", 0.55),
+    ("Europe/London", 0.15),
+    ("America/New_York", 0.15),
+    ("Asia/Tokyo", 0.1),
+    ("Australia/Sydney", 0.05),
 )
 """Where the synthetic subscribers live, and how many of them."""
 
 QUESTIONS = {
-    "zh": ["微信的价值观是什么", "什么是用完即走", "公众平台怎么做内容", "微博和微信电商有什么不同",
-           "去中心化的生态是什么意思", "自媒体怎么生存", "微信为什么不做推送",
-           "产品经理怎么想用户"],
-    "en": ["what are wechat values", "what does use and leave mean",
-           "how do official accounts work", "weibo vs wechat ecommerce",
-           "what is a decentralized ecosystem", "self media life"],
+    "zh": [
+        "微信的价值观是什么",
+        "什么是用完即走",
+        "公众平台怎么做内容",
+        "微博和微信电商有什么不同",
+        "去中心化的生态是什么意思",
+        "自媒体怎么生存",
+        "微信为什么不做推送",
+        "产品经理怎么想用户",
+    ],
+    "en": [
+        "what are wechat values",
+        "what does use and leave mean",
+        "how do official accounts work",
+        "weibo vs wechat ecommerce",
+        "what is a decentralized ecosystem",
+        "self media life",
+    ],
 }
 TOPICS = [
     ("微信的价值观：用户价值第一", ["微信", "价值观"], "zh"),
@@ -144,10 +159,14 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
     )
     search = config_dir / "search.yaml"
     if search.exists():  # BM25 only: the month is about pushes, and dense search costs CPU
-        search.write_text(search.read_text(encoding="utf-8").replace(
-            "enabled: true", "enabled: false"), encoding="utf-8")
-    bodies = [p.read_text(encoding="utf-8").split("---", 2)[-1].strip()[:600]
-              for p in sorted((ROOT / "content").glob("*.md"))]
+        search.write_text(
+            search.read_text(encoding="utf-8").replace("enabled: true", "enabled: false"),
+            encoding="utf-8",
+        )
+    bodies = [
+        p.read_text(encoding="utf-8").split("---", 2)[-1].strip()[:600]
+        for p in sorted((ROOT / "content").glob("*.md"))
+    ]
     zone = ZoneInfo("Asia/Shanghai")
     for day in range(days + 1):
         title, tags, lang = TOPICS[day % len(TOPICS)]
@@ -164,27 +183,11 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
 
 
 def work() -> None:
-    """An RQ worker as the bot should run one: queues default and push, JSON jobs, RQ's
-    scheduler on, a dead host's jobs recovered within about a minute, content loaded before
-    forking work horses."""
-    from rq import Queue, Worker
-    from rq.serializers import JSONSerializer
+    """One worker process of the scenario: the bot's own worker, logging only warnings."""
+    from bot.jobs import run_worker
+    from bot.settings import Settings
 
-    from bot import state
-    from bot.push import jobs
-
-    setup = jobs.setup()
-    setup.catalog()
-    client = state.bytes_client(setup.redis)
-    worker = Worker(
-        [Queue(name, connection=client, serializer=JSONSerializer) for name in ("default", "push")],
-        connection=client,
-        serializer=JSONSerializer,
-        worker_ttl=30,
-        job_monitoring_interval=10,
-        maintenance_interval=30,
-    )
-    worker.work(with_scheduler=True, logging_level="WARNING")
+    run_worker(Settings.from_env(), logging_level="WARNING")
 
 
 class Workers:
@@ -205,7 +208,10 @@ class Workers:
         with self.log.open("ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-c", "from bot.push.scenario import work; work()"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def revive(self) -> None:
@@ -319,23 +325,38 @@ def replay(
     timeline_path, deliveries_path = out / "timeline.jsonl", out / "deliveries.jsonl"
     timeline_path.unlink(missing_ok=True)
     deliveries_path.unlink(missing_ok=True)
-    base = Settings(redis_url=url, data_dir=data_dir, config_dir=config_dir,
-                    content_dir=content_dir)
+    base = Settings(
+        redis_url=url, data_dir=data_dir, config_dir=config_dir, content_dir=content_dir
+    )
     api_app = create_api(base, log_path=deliveries_path, virtual_clock=shared)
     api_server = BackgroundServer(api_app).start()
     platform = api_app.extensions["sim.platform"]
-    settings = Settings(redis_url=url, data_dir=data_dir, config_dir=config_dir,
-                        content_dir=content_dir, api_base=api_server.url)
+    settings = Settings(
+        redis_url=url,
+        data_dir=data_dir,
+        config_dir=config_dir,
+        content_dir=content_dir,
+        api_base=api_server.url,
+    )
     config = load_config(config_dir)
     library = Library.open(content_dir, config_dir, data_dir / "index")
     web = BackgroundServer(create_app(settings, config, r, library)).start()
-    driver = Driver(web.url + "/wechat", settings,
-                    report=lambda openid, kind, name, at: platform.record(openid, kind, name),
-                    now=clock.now)
+    driver = Driver(
+        web.url + "/wechat",
+        settings,
+        report=lambda openid, kind, name, at: platform.record(openid, kind, name),
+        now=clock.now,
+    )
 
-    env = {**os.environ, "REDIS_URL": url, "BOT_DATA_DIR": str(data_dir),
-           "BOT_CONFIG_DIR": str(config_dir), "BOT_CONTENT_DIR": str(content_dir),
-           "WECHAT_API_BASE": api_server.url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "BOT_DATA_DIR": str(data_dir),
+        "BOT_CONFIG_DIR": str(config_dir),
+        "BOT_CONTENT_DIR": str(content_dir),
+        "WECHAT_API_BASE": api_server.url,
+        "PYTHONPATH": str(ROOT),
+    }
     pool = Workers(workers, env, out / "workers.log", random.Random(seed + 1))
     pool.start()
     chaos_thread = None
@@ -343,8 +364,9 @@ def replay(
         chaos_thread = threading.Thread(target=pool.chaos, daemon=True)
         chaos_thread.start()
     rq_client = state.bytes_client(r)
-    queues = [Queue(name, connection=rq_client, serializer=JSONSerializer)
-              for name in ("default", "push")]
+    queues = [
+        Queue(name, connection=rq_client, serializer=JSONSerializer) for name in ("default", "push")
+    ]
 
     timeline = timeline_path.open("w", encoding="utf-8")
     problems: list[str] = []
@@ -372,8 +394,12 @@ def replay(
         exchange = driver.act(person.name, parse_action(line))
         if exchange.problem:
             problems.append(f"{person.name} {action}: {exchange.problem}")
-        event = {"follow": "subscribe", "refollow": "subscribe", "ask": "message",
-                 "return": "message"}.get(action, action)
+        event = {
+            "follow": "subscribe",
+            "refollow": "subscribe",
+            "ask": "message",
+            "return": "message",
+        }.get(action, action)
         extra = {"zone": person.zone} if action == "timezone" else {}
         if action == "quiet":
             extra = {"quiet": argument}
@@ -421,9 +447,11 @@ def replay(
                 if person.name not in batch:
                     batch[person.name] = []
                     order.append(person)
-                steps = follow(person, action) if action in ("follow", "refollow") else [
-                    (action, argument)
-                ]
+                steps = (
+                    follow(person, action)
+                    if action in ("follow", "refollow")
+                    else [(action, argument)]
+                )
                 batch[person.name].extend(steps)
             shared.advance(step_end - clock.now())
 
@@ -457,25 +485,37 @@ def replay(
         clock.reset()
         state.stop_embedded(data_dir)
     figures.update(
-        subscribers=subscribers, days=days, seed=seed, chaos=chaos, worker_kills=pool.kills,
-        webhook_failures=len(problems), real_seconds=round(time.monotonic() - started_real, 1),
-        timeline=str(timeline_path), deliveries=str(deliveries_path),
+        subscribers=subscribers,
+        days=days,
+        seed=seed,
+        chaos=chaos,
+        worker_kills=pool.kills,
+        webhook_failures=len(problems),
+        real_seconds=round(time.monotonic() - started_real, 1),
+        timeline=str(timeline_path),
+        deliveries=str(deliveries_path),
     )
     (out / "figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
     return figures
 
 
-@click.command("sim-scenario")
+@click.command("scenario")
 @click.option("--subscribers", default=1000, show_default=True)
 @click.option("--days", default=30, show_default=True)
 @click.option("--seed", default=1, show_default=True)
 @click.option("--chaos", is_flag=True, help="SIGKILL workers (or their horses) at random moments.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--workers", default=2, show_default=True, help="RQ worker processes.")
-@click.option("--out", type=click.Path(path_type=Path), default=ROOT / "var" / "scenario",
-              show_default=True, help="Folder for Redis, config, content and the logs.")
-def scenario(subscribers: int, days: int, seed: int, chaos: bool, as_json: bool, workers: int,
-             out: Path) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=ROOT / "var" / "scenario",
+    show_default=True,
+    help="Folder for Redis, config, content and the logs.",
+)
+def scenario(
+    subscribers: int, days: int, seed: int, chaos: bool, as_json: bool, workers: int, out: Path
+) -> None:
     """Replay synthetic subscribers for DAYS days through webhook, workers and the fake API."""
     figures = replay(subscribers, days, seed, chaos, out.resolve(), workers)
     if as_json:
