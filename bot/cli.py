@@ -83,7 +83,10 @@ def run(port: int, sim_port: int, no_sim: bool, start: str | None, speed: float)
         if moment.tzinfo is None:
             raise click.BadParameter("give a time zone offset, e.g. +08:00", param_hint="--now")
         os.environ[clock.ENV] = clock.share(moment.timestamp(), speed)
-        click.echo(f"virtual time from {moment.isoformat()} at {speed:g}x ({clock.ENV} is set)")
+        click.echo(
+            f"virtual time from {moment.isoformat()} at {speed:g}x; for commands in other "
+            f"terminals: export {clock.ENV}={os.environ[clock.ENV]}"
+        )
     sys.exit(run_all(load_settings(), port=port, sim_port=None if no_sim else sim_port))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,3 +97,94 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     assert not state.server_pid(tmp_path) or not state.process_alive(state.server_pid(tmp_path))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+NEW_ARTICLE = """---
+title: 用完即走：微信的价值观新解
+language: zh
+tags: [微信, 价值观, 公众平台]
+source: operators
+date: 2026-01-05
+---
+微信的价值观是用完即走。一个好的工具应该让人用完就放下，把更多时间留给生活。
+公众平台的价值观，是让真正有价值的内容发挥价值，而不是打扰用户。
+"""
+
+
+def test_a_digest_reaches_the_chat_when_one_is_pushed(tmp_path: Path) -> None:
+    """On one virtual clock: follow and ask, the operator adds an article, the digest arrives."""
+    port, sim_port = free_port(), free_port()
+    content = tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    env = {**os.environ, "BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONTENT_DIR": str(content)}
+    env.pop("REDIS_URL", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            "--port",
+            str(port),
+            "--sim-port",
+            str(sim_port),
+            "--now",
+            "2026-01-05T10:00:00+08:00",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        shared = re.search(r"export (BOT_CLOCK=\S+)", first)
+        assert shared, first
+        env["BOT_CLOCK"] = shared.group(1).split("=", 1)[1]
+        env["WECHAT_API_BASE"] = f"http://127.0.0.1:{sim_port}"
+        env["REDIS_URL"] = state.embedded_url(tmp_path / "var")
+        wait_for(f"http://127.0.0.1:{port}/healthz")
+        wait_for(f"http://127.0.0.1:{sim_port}/")
+        sim = [
+            sys.executable,
+            "-m",
+            "bot",
+            "sim",
+            "send",
+            "--user",
+            "carol",
+            "--url",
+            f"http://127.0.0.1:{port}/wechat",
+        ]
+        for text in ("/subscribe", "微信公众平台的价值观是什么"):
+            subprocess.run(
+                [*sim, text], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60
+            )
+        (content / "values-anew.md").write_text(NEW_ARTICLE, "utf-8")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "push",
+                "run",
+                "daily",
+                "--now",
+                "2026-01-06T09:00:00+08:00",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "sent 1" in done.stdout + done.stderr, done.stdout + done.stderr[-2000:]
+        log = tmp_path / "var" / "sim" / "deliveries.jsonl"
+        pushed = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+        assert [(p["api"], "用完即走：微信的价值观新解" in p["content"]) for p in pushed] == [
+            ("custom", True)
+        ]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
