@@ -71,20 +71,15 @@ def load_settings() -> Settings:
 )
 def run(port: int, sim_port: int, no_sim: bool, start: str | None, speed: float) -> None:
     """Run everything: embedded Redis, webhook, worker with scheduler, simulator. Ctrl-C stops."""
-    from datetime import datetime
-
     from bot.runner import run_all
 
     if start is not None:
         try:
-            moment = datetime.fromisoformat(start)
-        except ValueError:
-            raise click.BadParameter(f"{start!r} is not ISO 8601", param_hint="--now") from None
-        if moment.tzinfo is None:
-            raise click.BadParameter("give a time zone offset, e.g. +08:00", param_hint="--now")
-        os.environ[clock.ENV] = clock.share(moment.timestamp(), speed)
+            os.environ[clock.ENV] = clock.share(clock.parse_moment(start), speed)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--now") from None
         click.echo(
-            f"virtual time from {moment.isoformat()} at {speed:g}x; for commands in other "
+            f"virtual time from {start} at {speed:g}x; for commands in other "
             f"terminals: export {clock.ENV}={os.environ[clock.ENV]}"
         )
     sys.exit(run_all(load_settings(), port=port, sim_port=None if no_sim else sim_port))

@@ -48,6 +48,19 @@ different moments with the same value therefore agree on the time (:func:`share`
 """
 
 
+def parse_moment(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time with an offset (``ValueError`` if not)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not ISO 8601, e.g. 2026-01-05T09:00:00+08:00") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} needs an offset, e.g. 2026-01-05T09:00:00+08:00")
+    return moment.timestamp()
+
+
 def share(start: float, speed: float = 1.0, wall: float | None = None) -> str:
     """The :data:`ENV` value for a virtual clock starting at ``start`` now (or at ``wall``)."""
     return f"{start:.3f}@{time.time() if wall is None else wall:.3f}x{speed:g}"

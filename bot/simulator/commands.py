@@ -51,13 +51,9 @@ def _install_clock(now: str | None, speed: float | None,
         start, speed = float(answer["now"]), float(answer["speed"]) if speed is None else speed
     elif now is not None:
         try:
-            moment = datetime.fromisoformat(now)
-        except ValueError:
-            raise click.BadParameter(f"{now!r} is not ISO 8601", param_hint="--now") from None
-        if moment.tzinfo is None:
-            raise click.BadParameter("give an offset, e.g. 2026-01-05T09:00:00+08:00",
-                                     param_hint="--now")
-        start = moment.timestamp()
+            start = clock.parse_moment(now)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--now") from None
     virtual = clock.VirtualClock(start=start, speed=1.0 if speed is None else speed)
     clock.install(virtual)
     return virtual
