@@ -40,6 +40,21 @@ def wait_for(url: str, seconds: float = 60) -> requests.Response:
             time.sleep(0.3)
 
 
+def sim_send(port: int, user: str) -> list[str]:
+    """The command line of one simulated exchange with the webhook on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "bot",
+        "sim",
+        "send",
+        "--user",
+        user,
+        "--url",
+        f"http://127.0.0.1:{port}/wechat",
+    ]
+
+
 def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "BOT_DATA_DIR": str(tmp_path)}
@@ -64,18 +79,7 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
         assert reply.kind == "text" and ("微信" in reply.text or "WeChat" in reply.text)
         page = wait_for(f"http://127.0.0.1:{sim_port}/")
         assert page.status_code == 200
-        sim = [
-            sys.executable,
-            "-m",
-            "bot",
-            "sim",
-            "send",
-            "--user",
-            "carol",
-            "--json",
-            "--url",
-            f"http://127.0.0.1:{port}/wechat",
-        ]
+        sim = [*sim_send(port, "carol"), "--json"]
         sim_env = {**env, "WECHAT_API_BASE": f"http://127.0.0.1:{sim_port}"}
         for text, expected in [
             ("/subscribe", "欢迎"),
@@ -146,17 +150,7 @@ def test_a_digest_reaches_the_chat_when_one_is_pushed(tmp_path: Path) -> None:
         env["REDIS_URL"] = state.embedded_url(tmp_path / "var")
         wait_for(f"http://127.0.0.1:{port}/healthz")
         wait_for(f"http://127.0.0.1:{sim_port}/")
-        sim = [
-            sys.executable,
-            "-m",
-            "bot",
-            "sim",
-            "send",
-            "--user",
-            "carol",
-            "--url",
-            f"http://127.0.0.1:{port}/wechat",
-        ]
+        sim = sim_send(port, "carol")
         for text in ("/subscribe", "微信公众平台的价值观是什么"):
             subprocess.run(
                 [*sim, text], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60
