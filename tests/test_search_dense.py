@@ -93,3 +93,14 @@ def test_a_passage_scores_as_its_best_sentence(tmp_path: Path) -> None:
     assert found["sentence"].similarity("pandas.md#0") > 0.99
     assert found["window"].similarity("pandas.md#0") < found["sentence"].similarity("pandas.md#0")
     assert found["sentence"].language("pandas.md#0") == "zh"
+
+
+def test_a_late_second_model_leaves_the_answer_to_use(folders) -> None:
+    content, config, cache = folders
+    text = (config / "search.yaml").read_text(encoding="utf-8")
+    text = text.replace("same_language_budget_ms: 40", "same_language_budget_ms: 0.001")
+    (config / "search.yaml").write_text(text, encoding="utf-8")
+    library = Library.open(content, config, cache)
+    answer = library.answer("the founders worry customers spend too much time on WeChat")
+    assert answer.found and answer.title == "微信的产品观"
+    assert library.late >= 1

@@ -81,6 +81,8 @@ class Encoder:
     def calibrate(self, similarity: np.ndarray | float) -> np.ndarray | float:
         """Map a cosine similarity to a 0..1 confidence."""
         low, high = CALIBRATION[self.model]
+        if isinstance(similarity, float):  # one candidate: no numpy call (a hundred per question)
+            return min(1.0, max(0.0, (similarity - low) / (high - low)))
         return np.clip((np.asarray(similarity) - low) / (high - low), 0.0, 1.0)
 
 
@@ -118,6 +120,8 @@ class _Vectors:
     starts: np.ndarray | None = None
     """With sentence vectors: the first row of each passage (its rows run to the next start)."""
     languages: tuple[str, ...] = ()
+    spans: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    """Language -> its passages ``[a, b)`` and matrix rows ``[c, d)`` (grouped by language)."""
 
 
 @dataclass(frozen=True)
@@ -200,44 +204,65 @@ class DenseIndex:
         languages: Sequence[str] = (),
     ) -> None:
         """Use ``(digest, passage ids, texts loader)`` of every article (and their languages)."""
-        pids: list[str] = []
-        blocks = []
-        sizes: list[np.ndarray] = []
-        langs: list[str] = []
+        found = []
         self._memo = {}
         try:
             for n, (digest, article_pids, texts) in enumerate(articles):
                 if not article_pids:
                     continue
                 stored = self.vectors(digest, len(article_pids), texts)
+                sizes = np.ones(len(article_pids), dtype=np.int64)
                 if self.unit == "sentence":
-                    sizes.append(stored[: len(article_pids), 0].astype(np.int64))
+                    sizes = stored[: len(article_pids), 0].astype(np.int64)
                     stored = stored[len(article_pids) :]
-                blocks.append(stored)
-                pids.extend(article_pids)
-                langs.extend([languages[n] if n < len(languages) else ""] * len(article_pids))
+                language = languages[n] if n < len(languages) else ""
+                found.append((language, article_pids, stored, sizes))
         finally:
             self._memo = None
-        matrix = np.vstack(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)
+        found.sort(key=lambda item: item[0])  # one block of rows per language
+        pids = [pid for _, article_pids, _, _ in found for pid in article_pids]
+        langs = [language for language, article_pids, _, _ in found for _ in article_pids]
+        matrix = (np.vstack([block for _, _, block, _ in found]) if found
+                  else np.zeros((0, 1), dtype=np.float32))
+        counts = (np.concatenate([sizes for _, _, _, sizes in found]) if found
+                  else np.zeros(0, dtype=np.int64))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        spans = {}
+        for language in dict.fromkeys(langs):
+            first = langs.index(language)
+            last = first + langs.count(language)
+            end = int(starts[last]) if last < len(langs) else matrix.shape[0]
+            spans[language] = (first, last, int(starts[first]), end)
         rows = {pid: row for row, pid in enumerate(pids)}
-        starts = None
-        if self.unit == "sentence":
-            counts = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self._vectors = _Vectors(tuple(pids), rows, matrix, starts, tuple(langs))
+        self._vectors = _Vectors(
+            tuple(pids), rows, matrix, starts if self.unit == "sentence" else None,
+            tuple(langs), spans,
+        )
 
-    def search(self, question: str, k: int) -> DenseResult:
-        """The ``k`` nearest passages to ``question`` (by their best sentence, with sentences)."""
+    def search(self, question: str, k: int, language: str | None = None) -> DenseResult:
+        """The ``k`` nearest passages to ``question`` (by their best sentence, with sentences).
+
+        With ``language``, only passages of articles in that language are compared (the others
+        get similarity -1): half the product when a library holds two languages.
+        """
         current = self._vectors
         if not current.pids or k <= 0:
             return DenseResult([], np.zeros(0, dtype=np.float32), {})
         query = self.encoder.query(question)
-        with _one_thread():
-            scores = current.matrix @ query
-        if current.starts is not None:
-            scores = np.maximum.reduceat(scores, current.starts)
-        k = min(k, len(current.pids))
-        top = np.argpartition(-scores, k - 1)[:k]
+        first, last, top_row, end_row = 0, len(current.pids), 0, current.matrix.shape[0]
+        if language is not None:
+            first, last, top_row, end_row = current.spans.get(language, (0, 0, 0, 0))
+        scores = np.full(len(current.pids), -1.0, dtype=np.float32)
+        if last > first:
+            with _one_thread():
+                part = current.matrix[top_row:end_row] @ query
+            if current.starts is not None:
+                part = np.maximum.reduceat(part, current.starts[first:last] - top_row)
+            scores[first:last] = part
+        k = min(k, last - first)
+        if k <= 0:
+            return DenseResult([], scores, current.rows, current.languages)
+        top = first + np.argpartition(-scores[first:last], k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         hits = [DenseHit(current.pids[i], float(scores[i])) for i in top]
         return DenseResult(hits, scores, current.rows, current.languages)

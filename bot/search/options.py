@@ -31,6 +31,11 @@ class Dense(_Frozen):
         "sentence (none: the main model ranks every passage)",
     )
     candidates: int = Field(50, ge=1, le=1000, description="passages each retriever proposes")
+    same_language_budget_ms: float = Field(
+        40, ge=0, le=10000,
+        description="ms after the question arrives that the same_language model is awaited; "
+        "later, the main model ranks alone (0: always wait)",
+    )
 
 
 class Ranking(_Frozen):
