@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 
 from bot import clock, state, webhook
 from bot.config import Config, load_config
@@ -61,7 +61,7 @@ def create_app(
     return app
 
 
-def healthz():  # noqa: ANN201 - Flask view
+def healthz() -> tuple[Response, int]:
     """JSON with the state of Redis and of the content index; 503 when either is not usable."""
     from flask import current_app
 

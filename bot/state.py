@@ -238,33 +238,19 @@ def ensure_embedded(data_dir: Path) -> tuple[str, bool]:
         if _answers(url):
             return url, False
         socket.unlink(missing_ok=True)
-        log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
-        subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                "0",
-                "--unixsocket",
-                str(socket),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                str(data_dir.resolve()),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--dbfilename",
-                "dump.rdb",
-                "--pidfile",
-                str(data_dir.resolve() / "redis.pid"),
-                "--save",
-                "300 1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in the terminal is handled by whoever started it
-        )
+        with open(data_dir / "redis.log", "ab") as log:  # the child keeps its own descriptor
+            subprocess.Popen(
+                [
+                    redis_server_binary(),
+                    *("--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700"),
+                    *("--dir", str(data_dir.resolve()), "--dbfilename", "dump.rdb"),
+                    *("--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1"),
+                    *("--pidfile", str(data_dir.resolve() / "redis.pid")),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal is handled by whoever started it
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(url):
             if time.monotonic() > deadline:

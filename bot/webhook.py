@@ -21,7 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot import clock, delivery
@@ -58,7 +58,7 @@ class Webhook:
     enqueue_late: delivery.LateSender
 
 
-def init_app(app, webhook: Webhook) -> None:  # noqa: ANN001 - Flask app
+def init_app(app: Flask, webhook: Webhook) -> None:
     """Register the blueprint with its dependencies."""
     app.extensions["bot.webhook"] = webhook
     app.config["MAX_CONTENT_LENGTH"] = webhook.config.webhook.max_body_bytes

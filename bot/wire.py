@@ -26,6 +26,7 @@ from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.replies import ArticlesReply, TextReply
 
+from bot import clock
 from bot.message import TEXT_LIMIT_BYTES, BadMessage, News, Reply, Text, xml_fields
 
 CDATA_END = "]]>"
@@ -135,7 +136,7 @@ def build_message(
     body: dict[str, Any] = {
         "ToUserName": account,
         "FromUserName": openid,
-        "CreateTime": int(time.time()) if create_time is None else create_time,
+        "CreateTime": int(clock.now()) if create_time is None else create_time,
         "MsgType": kind,
     }
     body.update(fields)
@@ -173,7 +174,7 @@ def signed_request(
     nonce_value: str | None = None,
 ) -> SignedRequest:
     """Wrap plaintext ``xml`` for ``mode`` (plain, compat or safe) and sign it."""
-    timestamp = timestamp or str(int(time.time()))
+    timestamp = timestamp or str(int(clock.now()))
     nonce_value = nonce_value or nonce()
     fields = xmltodict.parse(xml)["xml"]
     query = {
@@ -209,7 +210,7 @@ def render_reply(reply: Reply, openid: str, account: str, create_time: int | Non
     """The passive reply XML for ``reply``, addressed back to ``openid``; ``success`` for None."""
     if reply is None:
         return "success"
-    when = int(time.time()) if create_time is None else create_time
+    when = int(clock.now()) if create_time is None else create_time
     if isinstance(reply, Text):
         xml = TextReply(
             source=account, target=openid, time=when, content=escape_cdata(reply.content)
