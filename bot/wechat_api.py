@@ -139,30 +139,22 @@ class WeChatApi:
         """A mass text to a list of openids; returns the ``msg_id`` (idempotent by clientmsgid)."""
         if not 2 <= len(openids) <= 10000:
             raise ValueError("mass/send takes 2 to 10000 openids")
-        answer = self.call(
-            "/cgi-bin/message/mass/send",
-            {
-                "touser": openids,
-                "msgtype": "text",
-                "text": {"content": content},
-                "clientmsgid": clientmsgid,
-            },
-        )
-        return int(answer.get("msg_id", 0))
+        return self._mass("/cgi-bin/message/mass/send", {"touser": openids}, content, clientmsgid)
 
     def mass_send_all(self, content: str, clientmsgid: str, tag_id: int | None = None) -> int:
         """A mass text to every follower (or one tag); returns the ``msg_id``."""
         target = {"is_to_all": True} if tag_id is None else {"is_to_all": False, "tag_id": tag_id}
-        answer = self.call(
-            "/cgi-bin/message/mass/sendall",
-            {
-                "filter": target,
-                "msgtype": "text",
-                "text": {"content": content},
-                "clientmsgid": clientmsgid,
-            },
-        )
-        return int(answer.get("msg_id", 0))
+        return self._mass("/cgi-bin/message/mass/sendall", {"filter": target}, content, clientmsgid)
+
+    def _mass(self, path: str, audience: dict[str, Any], content: str, clientmsgid: str) -> int:
+        """One mass text call to ``audience``; returns the ``msg_id``."""
+        body = {
+            **audience,
+            "msgtype": "text",
+            "text": {"content": content},
+            "clientmsgid": clientmsgid,
+        }
+        return int(self.call(path, body).get("msg_id", 0))
 
     def mass_preview(self, openid: str, content: str) -> None:
         """Preview a mass text on one follower's phone."""
@@ -196,9 +188,7 @@ class WeChatApi:
 
     # --- the machinery ---------------------------------------------------------------------------
 
-    def call(
-        self, path: str, body: dict[str, Any] | None, method: str = "POST"
-    ) -> dict[str, Any]:
+    def call(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> dict[str, Any]:
         """Call ``path`` with the shared token; refresh and retry once on a token error."""
         token = self.token()
         try:

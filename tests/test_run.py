@@ -40,6 +40,28 @@ def wait_for(url: str, seconds: float = 60) -> requests.Response:
             time.sleep(0.3)
 
 
+def start_bot(port: int, sim_port: int, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    """``python -m bot run`` on these ports, its output readable as text."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            "--port",
+            str(port),
+            "--sim-port",
+            str(sim_port),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def sim_send(port: int, user: str) -> list[str]:
     """The command line of one simulated exchange with the webhook on ``port``."""
     return [
@@ -59,14 +81,7 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "BOT_DATA_DIR": str(tmp_path)}
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run", "--port", str(port), "--sim-port", str(sim_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_bot(port, sim_port, env)
     try:
         health = wait_for(f"http://127.0.0.1:{port}/healthz")
         assert health.status_code == 200 and health.json()["ok"]
@@ -122,25 +137,7 @@ def test_a_digest_reaches_the_chat_when_one_is_pushed(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "content", content)
     env = {**os.environ, "BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONTENT_DIR": str(content)}
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            "--port",
-            str(port),
-            "--sim-port",
-            str(sim_port),
-            "--now",
-            "2026-01-05T10:00:00+08:00",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_bot(port, sim_port, env, "--now", "2026-01-05T10:00:00+08:00")
     try:
         first = process.stdout.readline()
         shared = re.search(r"export (BOT_CLOCK=\S+)", first)

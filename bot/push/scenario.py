@@ -284,10 +284,7 @@ def replay(
     subscribers: int, days: int, seed: int, chaos: bool, out: Path, workers: int = 2
 ) -> dict:
     """Run the scenario; returns the figures (also written to ``out/figures.json``)."""
-    from rq import Queue
-    from rq.serializers import JSONSerializer
-
-    from bot import clock, state
+    from bot import clock, jobs, state
     from bot.app import create_app
     from bot.config import load_config
     from bot.push import respect, runs, scheduler, timebase
@@ -363,10 +360,7 @@ def replay(
     if chaos:
         chaos_thread = threading.Thread(target=pool.chaos, daemon=True)
         chaos_thread.start()
-    rq_client = state.bytes_client(r)
-    queues = [
-        Queue(name, connection=rq_client, serializer=JSONSerializer) for name in ("default", "push")
-    ]
+    queues = [jobs.queue(r, name) for name in jobs.QUEUES]
 
     timeline = timeline_path.open("w", encoding="utf-8")
     problems: list[str] = []
