@@ -156,7 +156,9 @@ def work(queue_name: str) -> None:
     _SETUP = None  # never share the parent's connections across the fork
     r = state.bytes_client(state.connect(URL))
     queue = Queue(queue_name, connection=r, serializer=JSONSerializer)
-    SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING"
+    )
 
 
 def drain(workers: int) -> float:

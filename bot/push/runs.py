@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ CHUNK_SIZE = 500
 MASS_CHUNK_SIZE = 10000
 """Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids."""
 
-SETTLE_EVERY = 16
-"""Outcomes recorded in one round trip; a crash leaves at most this many as ``unknown``."""
+SETTLE_SECONDS = 0.5
+"""Outcomes are recorded at least this often: a crash leaves only the last half second's sends
+as ``unknown`` (at the API's pace, a handful), and a fast API does not pay a round trip each."""
 
 CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
@@ -298,6 +300,7 @@ def _send_custom(
     counts: Counter[str] = Counter()
     batch: list[tuple[Decision, str, str]] = []
     halted: tuple[str, str] | None = None
+    settled = time.monotonic()
     for decision in reserved:
         if halted:
             batch.append((decision, *halted))
@@ -312,9 +315,9 @@ def _send_custom(
                 batch.append((decision, outcome, detail))
                 if stop:
                     halted = (outcome, detail)
-        if len(batch) >= SETTLE_EVERY:
+        if time.monotonic() - settled >= SETTLE_SECONDS:
             counts.update(throttle.settle(batch))
-            batch = []
+            batch, settled = [], time.monotonic()
     if batch:
         counts.update(throttle.settle(batch))
     return counts
