@@ -6,6 +6,8 @@ sits between the webhook and the handlers and guarantees, per delivery (sender +
 
 - it is processed once: the first request claims ``Keys.lock``; the answer is cached under
   ``Keys.seen`` for the dedup window, so a retry gets the same reply without processing again;
+- the sender's activity (:func:`bot.handlers.activity`) is recorded once, by the request that
+  wins the claim, inside the claim itself;
 - a retry that arrives while the first is still being answered waits for that answer, within its
   own budget;
 - an answer not ready within the budget is replaced by "no reply" (``success``); the handler keeps
@@ -14,6 +16,11 @@ sits between the webhook and the handlers and guarantees, per delivery (sender +
   before the answer is stored, the job computes it itself.
 
 A handler that raises is logged with its traceback; the subscriber gets an apology, WeChat a 200.
+
+Two Redis round trips answer a new delivery: the claim (one script: look for a cached answer,
+take the lock, record the activity) and the store (the writes the handler deferred through
+:meth:`bot.handlers.Context.later`, then the answer under ``Keys.seen`` and the lock released,
+in one pipeline, in that order: whoever sees the answer also sees the session it left).
 """
 
 from __future__ import annotations
@@ -24,13 +31,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from hashlib import sha1
 
 import redis
 
-from bot.handlers import Context, registry
+from bot.handlers import Context, activity, registry
 from bot.message import Inbound, News, Reply, Text
 from bot.state import Keys
+from bot.subscribers import Command
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,23 @@ LateSender = Callable[[Inbound], None]
 """Schedules the customer-service delivery of an answer that missed the deadline."""
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
+
+CLAIM = """
+local cached = redis.call('GET', KEYS[1])
+if cached then return {1, cached} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {0} end
+local at = 2
+for k = 3, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call(ARGV[at + 1], KEYS[k], unpack(ARGV, at + 2, at + 1 + count))
+  at = at + 2 + count
+end
+return {2}
+"""
+"""KEYS: seen, lock, then the key of each on-claim command; ARGV: the lock's TTL, then for
+each command its argument count, name and arguments. Returns {1, answer} when the delivery was
+answered already, {0} when another request holds it, {2} once claimed and the commands made."""
+CLAIM_SHA = sha1(CLAIM.encode()).hexdigest()
 
 
 def encode(reply: Reply) -> str:
@@ -89,19 +115,17 @@ def answer(
     r = context.redis
     seen_key = Keys.seen(message.openid, message.delivery_id)
     lock_key = Keys.lock(message.openid, message.delivery_id)
-    pipe = r.pipeline(transaction=False)  # one round trip on the hot path
-    pipe.get(seen_key)
-    pipe.set(lock_key, "1", nx=True, ex=int(budget) + LATE_GRACE_SECONDS)
-    cached, claimed = pipe.execute()
+    cached, claimed = claim(
+        r, seen_key, lock_key, int(budget) + LATE_GRACE_SECONDS, activity(message)
+    )
     if cached is not None:
-        if claimed:
-            r.delete(lock_key)  # the first answer is done; the lock we just took is not needed
         log.info("re-delivery of %s answered from cache", message.delivery_id)
         return decode(cached)
     if not claimed:
         return _wait_for_first(r, seen_key, started + budget)
 
-    future: Future[Reply] = _pool.submit(compute, message, context)
+    writes = r.pipeline(transaction=False)  # the handler's deferred writes, then the answer
+    future: Future[Reply] = _pool.submit(compute, message, replace(context, writes=writes))
     try:
         reply = future.result(timeout=max(0.0, budget - (time.monotonic() - started)))
     except FutureTimeout:
@@ -109,14 +133,35 @@ def answer(
             "answer to %s not ready in %.1f s: sending it later", message.delivery_id, budget
         )
         r.set(seen_key, LATE_MARK, ex=dedup_ttl)
-        future.add_done_callback(lambda done: _store_late(r, message, done, lock_key))
+        future.add_done_callback(lambda done: _store_late(writes, message, done, lock_key))
         enqueue_late(message)
         return None
-    pipe = r.pipeline(transaction=False)
-    pipe.set(seen_key, encode(reply), ex=dedup_ttl)
-    pipe.delete(lock_key)
-    pipe.execute()
+    writes.set(seen_key, encode(reply), ex=dedup_ttl)
+    writes.delete(lock_key)
+    writes.execute()
     return reply
+
+
+def claim(
+    r: redis.Redis, seen_key: str, lock_key: str, lock_ttl: int, commands: list[Command]
+) -> tuple[str | None, bool]:
+    """Claim one delivery in one round trip: ``(cached answer, claimed here)``.
+
+    ``(answer, False)`` when it was answered already, ``(None, False)`` while another request
+    holds it, ``(None, True)`` once claimed here, ``commands`` made in the same script.
+    """
+    keys = [seen_key, lock_key]
+    args: list[str | int] = [lock_ttl]
+    for name, key, *rest in commands:
+        keys.append(key)
+        args.extend((len(rest), name, *rest))
+    try:
+        result = r.evalsha(CLAIM_SHA, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:  # a fresh or flushed server: send the script itself
+        result = r.eval(CLAIM, len(keys), *keys, *args)
+    if result[0] == 1:
+        return result[1], False
+    return None, result[0] == 2
 
 
 def _wait_for_first(r: redis.Redis, seen_key: str, deadline: float) -> Reply:
@@ -129,10 +174,14 @@ def _wait_for_first(r: redis.Redis, seen_key: str, deadline: float) -> Reply:
     return None  # the first request's late path delivers the answer
 
 
-def _store_late(r: redis.Redis, message: Inbound, done: Future[Reply], lock_key: str) -> None:
+def _store_late(
+    writes: redis.client.Pipeline, message: Inbound, done: Future[Reply], lock_key: str
+) -> None:
     reply = done.result()  # compute() never raises
-    r.set(Keys.late(message.openid, message.delivery_id), encode(reply), ex=LATE_GRACE_SECONDS * 2)
-    r.delete(lock_key)
+    late_key = Keys.late(message.openid, message.delivery_id)
+    writes.set(late_key, encode(reply), ex=LATE_GRACE_SECONDS * 2)
+    writes.delete(lock_key)
+    writes.execute()
 
 
 def late_answer(r: redis.Redis, message: Inbound, context: Context) -> tuple[bool, Reply]:

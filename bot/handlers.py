@@ -4,13 +4,19 @@ A handler takes an :class:`~bot.message.Inbound` and the :class:`Context` and re
 value (:class:`~bot.message.Text`, :class:`~bot.message.News`) or ``None`` for "no reply".
 Handlers register with :data:`registry` by message kind or event name; anything unregistered
 falls through to :func:`no_reply`.
+
+Writes a handler does not read back (the "more" session, learned interests) go through
+:meth:`Context.later`: under the webhook they travel with the stored answer, in the same Redis
+round trip. The subscriber's activity is not a handler's business: :func:`activity` lists its
+writes, which :mod:`bot.delivery` makes with its claim, once per delivery.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +46,22 @@ class Context:
     config: Config
     redis: redis.Redis
     library: Library
+    writes: redis.client.Pipeline | None = None
+    """Where :meth:`later` puts writes: one delivery's pipeline, sent with its stored answer."""
+
+    @contextmanager
+    def later(self) -> Iterator[redis.client.Pipeline]:
+        """A pipeline for writes this handler will not read back.
+
+        With :attr:`writes` (the webhook's deliveries), they are sent together with the answer,
+        before it reaches anyone; without (a job, a test), when the block ends.
+        """
+        if self.writes is not None:
+            yield self.writes
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        yield pipe
+        pipe.execute()
 
 
 Handler = Callable[[Inbound, Context], Reply]
@@ -80,10 +102,7 @@ class Registry:
         return self._messages.get(message.kind, self._default)
 
     def dispatch(self, message: Inbound, context: Context) -> Reply:
-        """Record the subscriber's activity, answer ``message``, and fit the answer to a reply."""
-        activity = ACTIVITY.get(message.event if message.kind == "event" else "message")
-        if activity and message.kind in MESSAGE_KINDS:
-            subscribers.on_activity(context.redis, message.openid, activity)
+        """Answer ``message`` and fit the answer to a reply."""
         reply = self.handler_for(message)(message, context)
         if isinstance(reply, Text):
             reply = fit(message.openid, reply, context)
@@ -92,6 +111,15 @@ class Registry:
 
 ACTIVITY = {"message": "message", "scan": "scan", "click": "click"}
 """Which inbound things open the customer-service windows (a follow is recorded by its handler)."""
+
+
+def activity(message: Inbound) -> list[subscribers.Command]:
+    """The writes recording the sender's activity (last seen, windows) that ``message`` shows."""
+    kind = ACTIVITY.get(message.event if message.kind == "event" else "message")
+    if kind and message.kind in MESSAGE_KINDS:
+        return subscribers.activity_commands(message.openid, kind)
+    return []
+
 
 REST_NOTE = "\n……（回复「更多」看后文 / send 'more' for the rest）"
 
@@ -102,8 +130,9 @@ def fit(openid: str, reply: Text, context: Context) -> Text:
     if not rest:
         return reply
     key = Keys.session(openid)
-    context.redis.hset(key, "rest", rest)
-    context.redis.expire(key, SESSION_TTL)
+    with context.later() as pipe:
+        pipe.hset(key, "rest", rest)
+        pipe.expire(key, SESSION_TTL)
     return Text(head + REST_NOTE)
 
 
@@ -145,13 +174,12 @@ def ask(openid: str, text: str, context: Context) -> Text:
     library = context.library
     answer = library.answer(text)
     key = Keys.session(openid)
-    pipe = context.redis.pipeline(transaction=False)  # one round trip for the session and interests
-    pipe.delete(key)
-    if answer.found:
-        pipe.hset(key, mapping={"question": text, "skip": 0})
-        pipe.expire(key, SESSION_TTL)
-        subscribers.learn(pipe, openid, library.terms(text), library.language_of(text))
-    pipe.execute()
+    with context.later() as pipe:
+        pipe.delete(key)
+        if answer.found:
+            pipe.hset(key, mapping={"question": text, "skip": 0})
+            pipe.expire(key, SESSION_TTL)
+            subscribers.learn(pipe, openid, library.terms(text), library.language_of(text))
     return Text(answer.text)
 
 
@@ -160,7 +188,8 @@ def more(openid: str, context: Context) -> Text:
     key = Keys.session(openid)
     session = context.redis.hgetall(key)
     if session.get("rest"):
-        context.redis.hdel(key, "rest")
+        with context.later() as pipe:
+            pipe.hdel(key, "rest")
         return Text(session["rest"])
     if not session.get("question"):
         return Text("先问我一个问题，再发「更多」。\nAsk me something first, then send 'more'.")
@@ -171,8 +200,9 @@ def more(openid: str, context: Context) -> Text:
         return Text(
             "关于这个问题，没有更多段落了。" if zh else "That is all I have on that question."
         )
-    context.redis.hset(key, "skip", skip)
-    context.redis.expire(key, SESSION_TTL)
+    with context.later() as pipe:
+        pipe.hset(key, "skip", skip)
+        pipe.expire(key, SESSION_TTL)
     return Text(answer.text)
 
 

@@ -1,8 +1,10 @@
 """Subscribers: their record, preferences, interaction windows, interests and chat commands.
 
 The handlers call one function per thing that happens (:func:`on_follow`, :func:`on_unfollow`,
-:func:`on_activity`, :func:`learn`) and :func:`chat_command` before answering a text; the push
-jobs read the record through :func:`record`. The record is the hash ``Keys.user(openid)``::
+:func:`learn`) and :func:`chat_command` before answering a text; each message's activity
+(:func:`on_activity`) is recorded by the webhook inside its dedup claim, from
+:func:`activity_commands`. The push jobs read the record through :func:`record`. The record is
+the hash ``Keys.user(openid)``::
 
     subscribed  "1" while following            since      follow time
     lang        zh or en (last command/question)
@@ -83,24 +85,37 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     pipe.execute()
 
 
+Command = tuple[str, ...]
+"""One Redis command as its words: name, key, arguments (e.g. ``("HSETNX", key, "f", "v")``)."""
+
+
 def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
     """Any user message (``message``) or follow/scan/click: last interaction and windows.
 
     A message from someone the bot has no record of (a follower from before the bot existed)
-    makes them a subscriber with the defaults.
+    makes them a subscriber with the defaults. The webhook makes these same writes through
+    :func:`activity_commands`, inside its dedup claim (:mod:`bot.delivery`).
     """
+    pipe = r.pipeline(transaction=False)  # one round trip
+    for command in activity_commands(openid, kind):
+        pipe.execute_command(*command)
+    pipe.execute()
+
+
+def activity_commands(openid: str, kind: str) -> list[Command]:
+    """The writes of :func:`on_activity`, as commands for a caller that sends them itself."""
     if kind not in ACTIVITIES:
         raise ValueError(f"unknown activity {kind!r}; expected one of {', '.join(ACTIVITIES)}")
     at = clock.now()
     now = f"{at:.3f}"
     key = Keys.user(openid)
-    pipe = r.pipeline(transaction=False)  # one round trip: this runs on every message
-    pipe.hsetnx(key, "subscribed", "1")  # someone unknown: a follower from before the bot
-    pipe.hsetnx(key, "since", now)
-    pipe.hsetnx(key, "digests", "on")
-    pipe.zadd(Keys.push_members(), {openid: at}, nx=True)
-    pipe.hset(key, mapping={"last_seen": now, "last_msg" if kind == "message" else "last_act": now})
-    pipe.execute()
+    return [
+        ("HSETNX", key, "subscribed", "1"),  # someone unknown: a follower from before the bot
+        ("HSETNX", key, "since", now),
+        ("HSETNX", key, "digests", "on"),
+        ("ZADD", Keys.push_members(), "NX", repr(at), openid),
+        ("HSET", key, "last_seen", now, "last_msg" if kind == "message" else "last_act", now),
+    ]
 
 
 def record_cs_send(r: redis.Redis, openid: str) -> None:

@@ -7,8 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
-from bot import delivery
+from bot import clock, delivery
+from bot.clock import VirtualClock
 from bot.handlers import Context, registry
 from bot.message import Inbound, Text
 from bot.state import Keys
@@ -118,3 +120,78 @@ def test_threads_do_not_leak(wechat: WeChat) -> None:
     for i in range(20):
         wechat.ask(f"微信 {i}")
     assert threading.active_count() <= before + 16
+
+
+@pytest.fixture
+def round_trips(monkeypatch) -> list[int]:
+    """Count the commands (or pipelines, or scripts) sent to Redis: one round trip each."""
+    sent = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def send(self, *args, **kwargs):
+        sent[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send)
+    return sent
+
+
+def test_a_question_costs_two_round_trips(wechat: WeChat, fake_redis, round_trips) -> None:
+    wechat.ask("微信", OPENID)  # connections made, the claim script loaded
+    round_trips[0] = 0
+    reply = wechat.ask("微信公众平台的价值观是什么", OPENID)
+    assert reply.kind == "text"
+    assert round_trips[0] == 2  # the claim with the activity; the session, interests and answer
+    assert fake_redis.hget(Keys.session(OPENID), "question") == "微信公众平台的价值观是什么"
+    assert fake_redis.zcard(Keys.push_interests(OPENID)) > 0
+
+
+def test_only_the_claim_records_activity(wechat: WeChat, fake_redis) -> None:
+    clock.install(VirtualClock(start=1_790_000_000, speed=0))
+    xml = build_message("text", OPENID, Content="微信")
+    first = wechat.reply(xml, OPENID)
+    user = Keys.user(OPENID)
+    assert float(fake_redis.hget(user, "last_msg")) == 1_790_000_000
+    clock.install(VirtualClock(start=1_790_000_009, speed=0))  # WeChat retries seconds later
+    assert wechat.reply(xml, OPENID).text == first.text
+    assert float(fake_redis.hget(user, "last_msg")) == 1_790_000_000
+
+
+def test_claim_answers_once_and_makes_its_commands_once(fake_redis) -> None:
+    seen, lock = Keys.seen(OPENID, "m1"), Keys.lock(OPENID, "m1")
+    commands = [("HINCRBY", "counter", "claims", "1")]
+    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (None, True)
+    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (None, False)  # held
+    fake_redis.set(seen, delivery.encode(Text("done")))
+    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (delivery.encode(Text("done")),
+                                                                    False)
+    assert fake_redis.hget("counter", "claims") == "1"
+    fake_redis.script_flush()  # a restarted server forgot the script: it is sent again
+    assert delivery.claim(fake_redis, Keys.seen(OPENID, "m2"), Keys.lock(OPENID, "m2"), 60,
+                          commands) == (None, True)
+
+
+def test_a_late_answer_keeps_the_writes_its_handler_deferred(
+    make_app, config, monkeypatch, fake_redis
+) -> None:
+    def slow(message: Inbound, context: Context):
+        time.sleep(0.6)
+        with context.later() as pipe:
+            pipe.set("written-by-the-handler", "1")
+        return Text("late")
+
+    monkeypatch.setattr(registry, "dispatch", slow)
+    fast = config.webhook.model_copy(update={"deadline_seconds": 0.2})
+    app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
+    app.extensions["bot.webhook"] = app.extensions["bot.webhook"].__class__(
+        **{**app.extensions["bot.webhook"].__dict__, "enqueue_late": lambda message: None}
+    )
+    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    xml = build_message("text", OPENID, Content="slow", msg_id=4242)
+    assert wechat.reply(xml, OPENID).kind == "none"
+    deadline = time.monotonic() + 3
+    while not fake_redis.exists(Keys.late(OPENID, "m4242")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_redis.get("written-by-the-handler") == "1"
+    assert delivery.decode(fake_redis.get(Keys.late(OPENID, "m4242"))) == Text("late")
+    assert not fake_redis.exists(Keys.lock(OPENID, "m4242"))
