@@ -25,6 +25,7 @@ import redis
 from bot import subscribers
 from bot.config import Config
 from bot.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
+from bot.push import receipts
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
 
 if TYPE_CHECKING:
@@ -295,9 +296,29 @@ def click(message: Inbound, context: Context) -> Reply:
 
 @registry.event("templatesendjobfinish", "masssendjobfinish")
 def receipt(message: Inbound, context: Context) -> Reply:
-    """Delivery receipts: record them for the operator, say nothing."""
+    """Delivery receipts: record them for the operator, a mass send's in its run; say nothing."""
     record = {k: v for k, v in message.fields.items() if isinstance(v, str)}
     key = Keys.events(message.event)
     context.redis.lpush(key, json.dumps(record, ensure_ascii=False))
     context.redis.ltrim(key, 0, EVENT_LOG_LENGTH - 1)
+    if message.event == "masssendjobfinish":
+        mass_receipt(record, context)
     return None
+
+
+def mass_receipt(record: dict[str, str], context: Context) -> None:
+    """Match a mass send's receipt to the digest run that made the send (by its MsgID)."""
+    msg_id = record.get("MsgID", "").strip()
+    if not msg_id.isdigit():
+        log.info("mass receipt without a usable MsgID: %r", record.get("MsgID"))
+        return
+    names = ("TotalCount", "FilterCount", "SentCount", "ErrorCount")
+    total, filtered, sent, errors = (_count(record.get(name)) for name in names)
+    status = record.get("Status", "").strip()
+    run = receipts.record_receipt(context.redis, msg_id, status, total, filtered, sent, errors)
+    log.info("mass receipt %s: %s (run %s)", msg_id, record.get("Status"), run or "not known yet")
+
+
+def _count(value: str | None) -> int:
+    text = (value or "").strip()
+    return int(text) if text.isdigit() else 0

@@ -61,7 +61,11 @@ class Inbound:
         """What identifies this delivery across WeChat's retries."""
         if self.msg_id:
             return f"m{self.msg_id}"
-        return f"e{self.create_time}:{self.event}:{self.event_key}"
+        # job-finish receipts come from one platform sender, several in a second: their MsgID
+        # tells them apart
+        receipt = self.fields.get("MsgID")
+        suffix = f":{receipt.strip()}" if isinstance(receipt, str) and receipt.strip() else ""
+        return f"e{self.create_time}:{self.event}:{self.event_key}{suffix}"
 
     @property
     def is_question(self) -> bool:

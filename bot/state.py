@@ -27,7 +27,10 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:push:due                        openids with deferred digests, scored by due time (zset)
     bot:push:account                    every digest send of the account, 24 h sliding log (zset)
     bot:push:ledger:<run>               openid -> decision of one digest run (hash, 35 days)
-    bot:push:plan:<run>                 how far planning a run has gone (hash, 35 days)
+    bot:push:plan:<run>                 planning progress and mass receipts of a run (hash, 35 days)
+    bot:push:mass-day:<yyyy-mm-dd>      a subscription account's one mass send of that local day:
+                                        the run and chunk that claimed it (TTL 26 h)
+    bot:push:mass-msg:<msg_id>          the run a mass send belongs to, its receipt (hash, 35 days)
     bot:push:runs                       run ids, scored by their slot time (zset)
     bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
     bot:clock:offset                    simulations only: seconds added to the server clock
@@ -52,6 +55,9 @@ SESSION_TTL = 600
 
 EVENT_LOG_LENGTH = 1000
 """How many recorded events of one kind are kept."""
+
+RUN_TTL = 35 * 86400
+"""How long a digest run's ledger, plan and mass receipts are kept (the report reads them)."""
 
 
 class Keys:
@@ -159,8 +165,18 @@ class Keys:
 
     @staticmethod
     def push_plan(run: str) -> str:
-        """Planning progress of one digest run (chunks enqueued, done)."""
+        """Planning progress of one digest run (chunks enqueued, done) and its mass receipts."""
         return f"{PREFIX}:push:plan:{run}"
+
+    @staticmethod
+    def push_mass_day(day: str) -> str:
+        """Who took a subscription account's one mass send of the local day ``day``."""
+        return f"{PREFIX}:push:mass-day:{day}"
+
+    @staticmethod
+    def push_mass_msg(msg_id: str) -> str:
+        """The run a mass send (by its ``msg_id``) belongs to, and its MASSSENDJOBFINISH receipt."""
+        return f"{PREFIX}:push:mass-msg:{msg_id}"
 
     @staticmethod
     def push_runs() -> str:

@@ -6,7 +6,8 @@
 - ``jobs``       the RQ jobs (queue ``push``)
 - ``scheduler``  the loop that enqueues due runs once per slot
 - ``timebase``   one virtual time for every process of a simulation
-- ``report``     decisions by reason per day
+- ``receipts``   mass sends' MASSSENDJOBFINISH receipts matched to their runs
+- ``report``     decisions by reason per day, mass receipts
 - ``respect``    the scenario's figures: the delivery log checked against the subscribers' choices
 - ``commands``   ``python -m bot push ...``
 - ``scenario``   a synthetic month of subscribers through the real webhook, worker and fake API

@@ -106,12 +106,14 @@ def run_command(digest: str, now: str | None) -> None:
     setup = _setup()
     run = _run_of(setup, digest, _when(now, setup.config.account.timezone))
     runs.start_run(setup.redis, run, clock.now())  # the scheduler will not plan it again
-    chunks = list(runs.members(setup.redis, runs.CHUNK_SIZE, until=runs.parse_run(run)[1]))
+    size = runs.chunk_size(setup.digest(runs.parse_run(run)[0]))
+    chunks = list(runs.members(setup.redis, size, until=runs.parse_run(run)[1]))
     totals: Counter[str] = Counter()
     with click.progressbar(chunks, label=f"run {run}", show_pos=True) as bar:
         for openids in bar:
             totals.update(runs.process_chunk(setup, run, openids))
     runs.mark_planned(setup.redis, run, len(chunks))
+    runs.warn_left_out(setup, run)
     click.echo(
         ", ".join(f"{k} {v}" for k, v in totals.most_common()) or "nobody had followed by this slot"
     )
@@ -120,7 +122,7 @@ def run_command(digest: str, now: str | None) -> None:
 @push.command("report")
 @click.option("--days", default=7, show_default=True, help="How many days back.")
 def report_command(days: int) -> None:
-    """Decisions by reason per day, with a chart."""
+    """Decisions by reason per day, with a chart; then each mass send with its receipt."""
     from bot.push import report
 
     setup = _setup()
@@ -129,6 +131,11 @@ def report_command(days: int) -> None:
     click.echo(report.table(counts))
     click.echo()
     click.echo(report.chart(counts))
+    first = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), dt.UTC)
+    sends = report.mass_sends(setup.redis, first.timestamp())
+    if sends:
+        click.echo()
+        click.echo("\n".join(sends))
 
 
 @push.command("scheduler")

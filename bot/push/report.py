@@ -1,4 +1,5 @@
-"""The operator's view of decisions: counts by reason per day, as a table and a terminal chart."""
+"""The operator's view of decisions: counts by reason per day, as a table and a terminal chart;
+and each mass send of the period with its receipt."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 
 import redis
 
+from bot.push import receipts
 from bot.push.throttle import REASONS
 from bot.state import Keys
 
@@ -57,6 +59,19 @@ def chart(counts: dict[str, Counter[str]]) -> str:
         lines.append(f"{day} {bar} {sum(c.values())}")
     legend = "  ".join(f"{mark} {reason}" for reason, mark in MARKS.items()) + "  · skipped"
     return "\n".join([*lines, legend])
+
+
+def mass_sends(r: redis.Redis, since: float) -> list[str]:
+    """One line per mass send of the runs slotted since ``since``, with its receipt if it came."""
+    runs = r.zrangebyscore(Keys.push_runs(), since, "+inf")
+    pipe = r.pipeline(transaction=False)
+    for run in runs:
+        pipe.hgetall(Keys.push_plan(run))
+    return [
+        f"{run} {receipt.describe()}"
+        for run, plan in zip(runs, pipe.execute(), strict=True)
+        for receipt in receipts.of_run(plan)
+    ]
 
 
 def _order(reason: str) -> int:

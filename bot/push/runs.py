@@ -9,9 +9,14 @@ life, each step idempotent so a retried or duplicated job changes nothing:
    each to ``enqueue_chunk`` (an RQ job, or a direct call in ``push run``);
 3. :func:`process_chunk` picks each subscriber's articles, asks the throttle (which reserves every
    send in the run's ledger before the API call), calls the API, and settles each outcome;
+   a subscription account's mass chunk first claims the day's one mass send
+   (:func:`claim_mass_day`): a chunk that finds it taken records ``skipped-quota`` without a call,
+   so at most :data:`MASS_CHUNK_SIZE` subscribers are reached a day; the ``msg_id`` of each mass
+   call is kept to match its receipt (:mod:`bot.push.receipts`);
 4. :func:`sweep` re-decides the sends quiet hours deferred, once they are due;
 5. :func:`reconcile` turns reservations left by a crash into ``unknown`` (never resent) and decides
-   for every subscriber of the slot whose chunk was lost.
+   for every subscriber of the slot whose chunk was lost; it warns once (:func:`warn_left_out`)
+   when the daily mass quota left eligible subscribers out.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from croniter import croniter
 
 from bot import clock
 from bot.config import Config, Digest
+from bot.push import receipts
 from bot.push.selection import FIRST_DIGEST_LOOKBACK, Catalog, Item, render
 from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle
-from bot.state import Keys
+from bot.state import RUN_TTL, Keys
 from bot.wechat_api import ApiError, ApiUnreachable
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,15 @@ CHUNK_SIZE = 500
 """Subscribers per chunk job (hundreds: never one job per subscriber)."""
 
 MASS_CHUNK_SIZE = 10000
-"""Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids."""
+"""Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids.
+A subscription account has one such call a day, so it reaches at most this many a day."""
+
+MASS_DAY_TTL = 26 * 3600
+"""How long the claim on a subscription account's mass send of a local day is kept: longer than
+any local day (25 h when clocks go back), and the next day has its own key."""
+
+DAY_TAKEN = "day-taken"
+"""Ledger detail of a ``skipped-quota`` send: the day's one mass send was claimed by another."""
 
 SETTLE_SECONDS = 0.5
 """Outcomes are recorded at least this often: a crash leaves only the last half second's sends
@@ -52,10 +66,12 @@ as ``unknown`` (at the API's pace, a handful), and a fast API does not pay a rou
 CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
 
-RUN_TTL = 35 * 86400
-"""How long a run's ledger and plan are kept (the report reads them)."""
-
 _GATHER = (Path(__file__).resolve().parent / "gather.lua").read_text()
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class Sender(Protocol):
@@ -140,12 +156,17 @@ def plan(setup: Setup, run: str, enqueue_chunk: Callable[[int, list[str]], None]
         return int(r.hget(key, "chunks") or 0)
     r.hsetnx(key, "scheduled", repr(clock.now()))
     r.zadd(Keys.push_runs(), {run: slot})
-    size = MASS_CHUNK_SIZE if digest.channel == "mass" else CHUNK_SIZE
+    size = chunk_size(digest)
     count = 0
     for count, openids in enumerate(members(r, size, until=slot), 1):
         enqueue_chunk(count - 1, openids)
     mark_planned(r, run, count)
     return count
+
+
+def chunk_size(digest: Digest) -> int:
+    """Subscribers per chunk of ``digest``: one mass call's worth, or a few hundred sends."""
+    return MASS_CHUNK_SIZE if digest.channel == "mass" else CHUNK_SIZE
 
 
 def mark_planned(r: redis.Redis, run: str, chunks: int) -> None:
@@ -223,7 +244,7 @@ def process_chunk(
     if digest.channel == "custom":
         outcomes = _send_custom(setup, throttle, reserved, picks, langs, final_attempt)
     else:
-        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt)
+        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt, now)
     counts.update(outcomes)
     if counts.get("retry") and not final_attempt:
         raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
@@ -330,21 +351,92 @@ def _send_mass(
     items: list[Item],
     run: str,
     final_attempt: bool,
+    now: float,
 ) -> Counter[str]:
     if not reserved:
         return Counter()
+    r = setup.redis
     openids = [d.openid for d in reserved]
-    clientmsgid = f"{run}:{openids[0]}"
+    clientmsgid = f"{run}:{openids[0]}"  # also who holds the day's claim: a retry re-uses both
+    day = ""
+    if setup.config.account.type == "subscription":
+        day = mass_day(setup.config.account.timezone, now)
+        if not claim_mass_day(r, day, clientmsgid):
+            log.info("%s: %d mass sends skipped, %s's one mass send is taken by %s", run,
+                     len(reserved), day, r.get(Keys.push_mass_day(day)))
+            return Counter(throttle.settle([(d, "skipped-quota", DAY_TAKEN) for d in reserved]))
     if len(openids) < 2:  # mass/send takes 2 to 10000 openids
+        if day:
+            release_mass_day(r, day, clientmsgid)
         return Counter(throttle.settle([(reserved[0], "failed-api", "one-recipient")]))
+    msg_id = 0
     try:
-        setup.api.mass_send(openids, render(items, "zh"), clientmsgid)
+        msg_id = setup.api.mass_send(openids, render(items, "zh"), clientmsgid)
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = _failure(exc, final_attempt)
         if exc.code == 45065:  # this clientmsgid was already sent: a retry after a crash
             outcome, detail = "unknown", "45065"
-    return Counter(throttle.settle([(d, outcome, detail) for d in reserved]))
+        if day and _nothing_sent(exc):
+            release_mass_day(r, day, clientmsgid)
+    counts = Counter(throttle.settle([(d, outcome, detail) for d in reserved]))
+    if msg_id:
+        receipts.record_send(r, str(msg_id), run, len(openids))
+    return counts
+
+
+def _nothing_sent(exc: ApiError) -> bool:
+    """Whether a failed mass call left the day's quota unused (so another attempt may use it).
+
+    Not after 45065 (this clientmsgid was sent before), a timeout that may have been delivered, or
+    45028 (the day's quota is gone: more calls would only fail the same way).
+    """
+    if isinstance(exc, ApiUnreachable):
+        return not exc.maybe_delivered
+    return exc.code not in (45065, 45028)
+
+
+# --- a subscription account's one mass send a day -----------------------------------------------
+
+
+def mass_day(timezone: str, now: float) -> str:
+    """The account's local date at ``now``: a subscription account's mass quota is per day."""
+    return dt.datetime.fromtimestamp(now, ZoneInfo(timezone)).date().isoformat()
+
+
+def claim_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
+    """Take ``day``'s one mass send for ``holder`` (a run and chunk); True if it is theirs.
+
+    A holder that already has it (a retry of the same chunk) gets it again.
+    """
+    key = Keys.push_mass_day(day)
+    if r.set(key, holder, nx=True, ex=MASS_DAY_TTL):
+        return True
+    return r.get(key) == holder
+
+
+def release_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
+    """Give ``day``'s mass send back if ``holder`` still has it (its call sent nothing)."""
+    return bool(r.register_script(_RELEASE)(keys=[Keys.push_mass_day(day)], args=[holder]))
+
+
+def warn_left_out(setup: Setup, run: str) -> int:
+    """Log once per run how many eligible subscribers the daily mass quota left out; how many."""
+    r = setup.redis
+    digest = setup.digest(parse_run(run)[0])
+    if digest.channel != "mass" or setup.config.account.type != "subscription":
+        return 0
+    left_out = sum(
+        1 for value in r.hvals(Keys.push_ledger(run))
+        if value.startswith("skipped-quota|") and value.endswith(f"|{DAY_TAKEN}")
+    )
+    if left_out and r.hsetnx(Keys.push_plan(run), "mass-left-out", left_out):
+        log.warning(
+            "%s: %d eligible subscribers got no digest: a subscription account has one mass "
+            "send a day, of at most %d openids (config/account.yaml type), and it was used",
+            run, left_out, MASS_CHUNK_SIZE,
+        )
+    return left_out
 
 
 # --- deferred sends and recovery ----------------------------------------------------------------
@@ -396,6 +488,7 @@ def reconcile(setup: Setup, run: str) -> Counter[str]:
         batch = (stale + missing)[i:i + CHUNK_SIZE]
         counts.update(process_chunk(setup, run, batch))
     r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
+    warn_left_out(setup, run)
     return counts
 
 

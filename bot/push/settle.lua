@@ -1,6 +1,7 @@
 -- Record the outcomes of reserved sends, once each, and release what a send that never left
--- holds. A send that may have reached the subscriber moves their cursor (articles are not
--- repeated), unless they unsubscribed meanwhile (their record is gone and must stay gone).
+-- holds (failed-api, retry, skipped-quota: the API refused it, or was never called). A send that
+-- may have reached the subscriber moves their cursor (articles are not repeated), unless they
+-- unsubscribed meanwhile (their record is gone and must stay gone).
 --
 -- The sliding logs then hold the time the outcome was known (at or after the delivery), not the
 -- time of the reservation: a chunk sends for minutes, and the next digest must come 24 h after
@@ -11,7 +12,8 @@
 --       4-7 key prefixes (completed with the openid): user, digest log, customer-service log,
 --       mass log;
 --       8... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
---       of sent, unknown, failed-api, retry
+--       of sent, unknown, failed-api, retry, skipped-quota (the subscription account's one mass
+--       send of the day was taken by another chunk: no call was made)
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
 -- the truth "sent" replaces that. Returns the decision now recorded for each send.
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
@@ -50,7 +52,7 @@ local function one(openid, reserved, outcome, detail)
   if detail ~= '' then value = value .. '|' .. detail end
   redis.call('HSET', ledger, openid, value)
   if outcome ~= 'retry' then count(outcome, 1) end
-  if outcome == 'failed-api' or outcome == 'retry' then
+  if outcome == 'failed-api' or outcome == 'retry' or outcome == 'skipped-quota' then
     -- nothing reached the subscriber: give back the cap, account and window slots
     redis.call('ZREM', ARGV[5] .. openid, run)
     redis.call('ZREM', account, run .. '|' .. openid)
