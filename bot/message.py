@@ -1,7 +1,7 @@
 """The protocol-free values handlers see and return.
 
-The webhook turns a request into an :class:`Inbound` (parsed through wechatpy, then checked field
-by field) and renders whatever a handler returns: a :class:`Text`, a :class:`News` article, or
+The webhook turns a request into an :class:`Inbound` (one XML parse, then checked field by field)
+and renders whatever a handler returns: a :class:`Text`, a :class:`News` article, or
 ``None`` for "no reply" (``success``). Handlers never see XML, signatures or Flask.
 """
 
@@ -13,7 +13,6 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 import xmltodict
-from wechatpy import parse_message
 
 MESSAGE_KINDS = frozenset(
     {
@@ -96,9 +95,10 @@ Reply = Text | News | None
 def parse(xml: str) -> Inbound:
     """Read a plaintext message body into an :class:`Inbound`; :class:`BadMessage` if it is not one.
 
-    wechatpy decides the message class (and normalises events such as ``subscribe`` with a
-    ``qrscene_`` key); the checks here refuse what it would accept silently: duplicated or
-    missing header fields, non-numeric times, nested values where text belongs.
+    The body is parsed once; the checks refuse what a lenient parser (wechatpy's) would accept
+    silently: duplicated or missing header fields, non-numeric times, nested values where text
+    belongs, an event without its name. ``MsgType`` and ``Event`` are lowercased; an event's
+    ``EventKey`` is kept as sent (a follow from a QR code keeps its ``qrscene_`` prefix).
     """
     raw = xml_fields(xml)
     for name in ("ToUserName", "FromUserName", "CreateTime", "MsgType"):
@@ -118,19 +118,12 @@ def parse(xml: str) -> Inbound:
     if raw.get("MsgId") and not raw["MsgId"].strip().isdigit():
         raise BadMessage("MsgId must be a number")
 
-    try:
-        message = parse_message(xml)
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise BadMessage(f"unreadable message: {exc!r}") from None
-
     event = ""
     event_key = raw.get("EventKey") or ""
     if kind == "event":
         event = (raw.get("Event") or "").strip().lower()
         if not event:
             raise BadMessage("an event needs Event")
-        if getattr(message, "event", "") == "subscribe_scan":
-            event = "subscribe"
     content = raw.get("Content") or ""
     if kind == "voice":
         content = raw.get("Recognition") or ""

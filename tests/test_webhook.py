@@ -7,7 +7,7 @@ import logging
 import pytest
 from flask import Flask
 
-from bot import clock
+from bot import clock, message
 from bot.clock import VirtualClock
 from bot.wire import build_message, signature, signed_request
 from tests.conftest import WeChat
@@ -202,3 +202,45 @@ def test_app_factory_stops_on_bad_config(tmp_path, settings, fake_redis, library
 def test_unknown_route_is_404_not_500(app: Flask) -> None:
     assert app.test_client().get("/nope").status_code == 404
     assert app.test_client().put("/wechat").status_code == 405
+
+
+def test_a_plaintext_body_is_parsed_once(wechat: WeChat, monkeypatch) -> None:
+    signed = signed_request(build_message("text", OPENID, Content="微信"), "plain",
+                            wechat.settings.token)
+    parses: list[str] = []
+    original = message.xmltodict.parse
+
+    def counting(xml, *args, **kwargs):
+        parses.append(xml)
+        return original(xml, *args, **kwargs)
+
+    monkeypatch.setattr(message.xmltodict, "parse", counting)
+    response = wechat.client.post("/wechat", query_string=signed.query, data=signed.body)
+    assert response.status_code == 200 and b"<xml>" in response.data
+    assert len(parses) == 1
+
+
+def test_parse_lowercases_types_and_keeps_the_event_key() -> None:
+    xml = build_message("event", OPENID, create_time=7, Event=" Subscribe ",
+                        EventKey="qrscene_poster42", Ticket="T").replace("[event]", "[EVENT]")
+    inbound = message.parse(xml)
+    assert (inbound.kind, inbound.event, inbound.event_key) == ("event", "subscribe",
+                                                                "qrscene_poster42")
+    assert inbound.delivery_id == "e7:subscribe:qrscene_poster42"
+    assert message.parse(build_message("Text", OPENID, Content="hi")).kind == "text"
+
+
+@pytest.mark.parametrize(
+    ("xml", "reason"),
+    [
+        (build_message("event", OPENID, Event=""), "an event needs Event"),
+        (build_message("text", OPENID, Content="a").replace("<Content>", "<Content><b>x</b>", 1),
+         "Content must appear once"),
+        (build_message("text", OPENID, Content="a", msg_id=1).replace(">1<", ">x<"), "MsgId"),
+        ("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+         "</CreateTime><MsgType>text</MsgType></xml>", "needs Content"),
+    ],
+)
+def test_parse_refuses_what_the_platform_would_not_send(xml: str, reason: str) -> None:
+    with pytest.raises(message.BadMessage, match=reason):
+        message.parse(xml)
