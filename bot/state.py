@@ -155,8 +155,17 @@ class Keys:
 
     @staticmethod
     def push_account() -> str:
-        """Every digest send of the account over the last 24 h (sliding log)."""
+        """The account's digest sends over the last 24 h (sliding log of groups).
+
+        A group is the sends one throttle call reserved (``<run>|<time>``), scored by the time
+        of its latest send; :meth:`push_account_counts` holds how many sends each group has.
+        """
         return f"{PREFIX}:push:account"
+
+    @staticmethod
+    def push_account_counts() -> str:
+        """How many sends each group of :meth:`push_account` holds."""
+        return f"{PREFIX}:push:account:counts"
 
     @staticmethod
     def push_ledger(run: str) -> str:

@@ -18,7 +18,7 @@ from bot.push.timebase import SharedClock, server_now
 from bot.settings import Settings
 from bot.simulator.api import create_api
 from bot.simulator.server import BackgroundServer
-from bot.state import Keys
+from bot.state import RUN_TTL, Keys
 from bot.wechat_api import WeChatApi
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -287,8 +287,34 @@ def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
     world.clock.advance(600)  # a long chunk: this send leaves ten minutes after its reservation
     assert throttle.settle([(decision, "sent", "")]) == ["sent"]
     assert world.r.zscore(Keys.push_log(openid), run) == pytest.approx(clock.now(), abs=1)
-    assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") == pytest.approx(
-        clock.now(), abs=1)
+    group = f"{run}|{decision.reserved.split('|')[1]}"  # the sends that throttle call reserved
+    assert world.r.zscore(Keys.push_account(), group) == pytest.approx(clock.now(), abs=1)
+    assert world.r.hget(Keys.push_account_counts(), group) == "1"
+
+
+def test_the_account_cap_is_exact_over_groups_and_gives_back_failed_sends(world):
+    """Three sends allowed a day: a failed one gives its slot back, and the cap holds 24 h."""
+    limits = world.setup.config.push.limits.model_copy(update={"account_daily": 3})
+    people = [world.follower(name) for name in ("ann", "bob", "cid", "dan", "eve")]
+    world.clock.advance(3600 + 60)
+
+    def decide(run: str, openids: list[str]) -> tuple[Throttle, list]:
+        throttle = Throttle(world.r, run, "daily", "custom", limits, "d")
+        return throttle, throttle.decide([Candidate(o, True) for o in openids])
+
+    throttle, first = decide("daily@1", people[:2])
+    assert [d.reason for d in first] == ["reserved", "reserved"]
+    assert 0 < world.r.ttl(Keys.push_ledger("daily@1")) <= RUN_TTL
+    throttle.settle([(first[0], "sent", ""), (first[1], "failed-api", "45015")])
+    world.clock.advance(60)
+    _, second = decide("daily@2", people[2:])
+    assert [d.reason for d in second] == ["reserved", "reserved", "skipped-account-cap"]
+    world.clock.advance(86400 - 90)  # the first group is still inside the 24 h
+    _, third = decide("daily@3", people[4:])
+    assert [d.reason for d in third] == ["skipped-account-cap"]
+    world.clock.advance(60)  # now only the second group (2 sends) counts
+    _, fourth = decide("daily@4", people[4:])
+    assert [d.reason for d in fourth] == ["reserved"]
 
 
 def test_a_run_on_bot_clock_puts_the_throttle_on_its_virtual_time(world, monkeypatch):

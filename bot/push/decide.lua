@@ -1,13 +1,15 @@
 -- Decide, atomically and by the Redis server's own clock, whether each subscriber of a batch
 -- gets one digest; reserve the sends that pass. One call decides a whole chunk.
 --
--- KEYS: 1 run ledger, 2 account log, 3 report hash, 4 due zset, 5 clock offset
+-- KEYS: 1 run ledger, 2 account log (groups), 3 report hash, 4 due zset, 5 clock offset,
+--       6 account group counts
 -- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass), 4 per_day, 5 per_week,
 --       6 account_daily, 7 inactive seconds, 8 window seconds, 9 window sends,
 --       10 mass per 31 days (0: not checked here), 11 lease seconds, 12 dry run (1|0),
---       13-17 key prefixes (completed with the openid): user, digest log, customer-service log,
+--       13 seconds the run's ledger is kept,
+--       14-18 key prefixes (completed with the openid): user, digest log, customer-service log,
 --       mass log, pending hash;
---       18... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
+--       19... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
 --       intervals as "start,end,start,end..." in epoch seconds
 -- Returns, per subscriber, decision, time, fresh: reserved (send now), busy (another attempt
 -- holds it), unknown, deferred-quiet (time = when it is due), or a final decision; fresh is 0
@@ -24,16 +26,35 @@ local ledger, account, report, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local day, week = 86400, 7 * 86400
 local out = {}
 local tally = {}
+local parsed = {}
 local function count(reason)
   tally[reason] = (tally[reason] or 0) + 1
 end
 
-if not dry then redis.call('ZREMRANGEBYSCORE', account, '-inf', now - day) end
-local account_used = redis.call('ZCOUNT', account, now - day, '+inf')
+-- The account's sliding log holds one entry per group of sends (those one call reserved, named
+-- run|time, scored by the latest of them) and a count per group: two writes per call, not two
+-- per send into a log as long as the account's audience.
+local counts = KEYS[6]
+local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
+local group = run .. '|' .. stamp
+local reserved_here = 0
+if not dry then
+  local expired = redis.call('ZRANGEBYSCORE', account, '-inf', '(' .. (now - day))
+  for i = 1, #expired, 1000 do
+    redis.call('HDEL', counts, unpack(expired, i, math.min(i + 999, #expired)))
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', account, '-inf', '(' .. (now - day)) end
+end
+local account_used = 0
+local live = redis.call('ZRANGEBYSCORE', account, now - day, '+inf')
+for i = 1, #live, 1000 do
+  local n = redis.call('HMGET', counts, unpack(live, i, math.min(i + 999, #live)))
+  for j = 1, #n do account_used = account_used + tonumber(n[j] or '0') end
+end
 
 local function one(openid, has_content, quiet)
-  local user, log = ARGV[13] .. openid, ARGV[14] .. openid
-  local cs, mass, pending = ARGV[15] .. openid, ARGV[16] .. openid, ARGV[17] .. openid
+  local user, log = ARGV[14] .. openid, ARGV[15] .. openid
+  local cs, mass, pending = ARGV[16] .. openid, ARGV[17] .. openid, ARGV[18] .. openid
   local prev = redis.call('HGET', ledger, openid)
   if prev then
     local state, at = string.match(prev, '^([^|]+)|([^|]+)')
@@ -45,7 +66,7 @@ local function one(openid, has_content, quiet)
         count('unknown')
         -- it may have been delivered at any moment until now: count it from now
         redis.call('ZADD', log, 'XX', now, run)
-        redis.call('ZADD', account, 'XX', now, run .. '|' .. openid)
+        redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
         redis.call('ZADD', cs, 'XX', now, 'digest|' .. run)
         redis.call('ZADD', mass, 'XX', now, run)
       end
@@ -78,8 +99,12 @@ local function one(openid, has_content, quiet)
   if now - tonumber(u[3] or '0') > inactive then return decide('skipped-inactive') end
   if has_content ~= '1' then return decide('skipped-irrelevant') end
 
-  local bounds = {}
-  for v in string.gmatch(quiet, '[^,]+') do bounds[#bounds + 1] = tonumber(v) end
+  local bounds = parsed[quiet]
+  if not bounds then  -- most subscribers of a chunk share a zone and quiet hours
+    bounds = {}
+    for v in string.gmatch(quiet, '[^,]+') do bounds[#bounds + 1] = tonumber(v) end
+    parsed[quiet] = bounds
+  end
   for i = 1, #bounds - 1, 2 do
     local s, e = bounds[i], bounds[i + 1]
     if now >= s and now < e then
@@ -109,10 +134,13 @@ local function one(openid, has_content, quiet)
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
-  if redis.call('ZCOUNT', log, now - day, '+inf') >= per_day then return decide('skipped-cap') end
-  if redis.call('ZCOUNT', log, now - week, '+inf') >= per_week then
-    return decide('skipped-cap')
+  -- one read for both caps: the log's entries of the last 7 days, with their times
+  local recent = redis.call('ZRANGEBYSCORE', log, now - week, '+inf', 'WITHSCORES')
+  local in_day = 0
+  for i = 2, #recent, 2 do
+    if tonumber(recent[i]) >= now - day then in_day = in_day + 1 end
   end
+  if in_day >= per_day or #recent / 2 >= per_week then return decide('skipped-cap') end
   if account_used >= account_daily then return decide('skipped-account-cap') end
   if dry then return 'would-send', stamp, 1 end
 
@@ -120,7 +148,7 @@ local function one(openid, has_content, quiet)
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - week)
   redis.call('ZADD', log, now, run)
   redis.call('EXPIRE', log, 8 * day)
-  redis.call('ZADD', account, now, run .. '|' .. openid)
+  reserved_here = reserved_here + 1
   if channel == 'custom' then
     redis.call('ZADD', cs, now, 'digest|' .. run)
     redis.call('EXPIRE', cs, 2 * day)
@@ -133,12 +161,17 @@ local function one(openid, has_content, quiet)
   return 'reserved', stamp, 1
 end
 
-for i = 18, #ARGV do
+for i = 19, #ARGV do
   local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
   local reason, at, fresh = one(openid, has_content, quiet)
   out[#out + 1] = reason
   out[#out + 1] = at
   out[#out + 1] = fresh
 end
+if reserved_here > 0 then
+  redis.call('ZADD', account, now, group)
+  redis.call('HINCRBY', counts, group, reserved_here)
+end
+if not dry then redis.call('EXPIRE', ledger, ARGV[13]) end
 for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out

@@ -265,13 +265,17 @@ def _candidates(
     candidates: list[Candidate] = []
     picks: dict[str, list[Item]] = {}
     langs: dict[str, str] = {}
+    chosen: dict[tuple[object, ...], list[Item]] = {}  # many subscribers share interests
     for openid, row in zip(openids, rows, strict=True):
         tz, quiet, lang, since, cursor = (_text(v) for v in row[:5])
         terms = row[5:]
-        interests = {_text(terms[j]): float(terms[j + 1]) for j in range(0, len(terms), 2)}
+        interests = dict(zip(map(_text, terms[::2]), map(float, terms[1::2]), strict=True))
         start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
         if digest.channel == "custom":
-            picked = catalog.pick(interests, start, now, digest.items)
+            memo = (start, *terms)
+            picked = chosen.get(memo)
+            if picked is None:
+                picked = chosen[memo] = catalog.pick(interests, start, now, digest.items)
         else:
             picked = [
                 item for item in mass_items
@@ -322,13 +326,17 @@ def _send_custom(
     batch: list[tuple[Decision, str, str]] = []
     halted: tuple[str, str] | None = None
     settled = time.monotonic()
+    texts: dict[tuple[int, str], str] = {}  # subscribers with the same pick share one text
     for decision in reserved:
         if halted:
             batch.append((decision, *halted))
         else:
+            picked, lang = picks[decision.openid], langs[decision.openid]
+            text = texts.get((id(picked), lang))
+            if text is None:
+                text = texts[id(picked), lang] = render(picked, lang)
             try:
-                setup.api.send_text(decision.openid, render(picks[decision.openid],
-                                                            langs[decision.openid]))
+                setup.api.send_text(decision.openid, text)
                 batch.append((decision, "sent", ""))
             except ApiError as exc:
                 outcome, detail, stop = _failure(exc, final_attempt)

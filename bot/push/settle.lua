@@ -7,11 +7,12 @@
 -- time of the reservation: a chunk sends for minutes, and the next digest must come 24 h after
 -- the delivery, not after the reservation.
 --
--- KEYS: 1 run ledger, 2 report hash, 3 account log, 4 clock offset
+-- KEYS: 1 run ledger, 2 report hash, 3 account log (groups, see decide.lua), 4 clock offset,
+--       5 account group counts
 -- ARGV: 1 run id, 2 digest name, 3 the user's cursor field,
 --       4-7 key prefixes (completed with the openid): user, digest log, customer-service log,
---       mass log;
---       8... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
+--       mass log; 8 channel (custom|mass);
+--       9... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
 --       of sent, unknown, failed-api, retry, skipped-quota (the subscription account's one mass
 --       send of the day was taken by another chunk: no call was made)
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
@@ -19,18 +20,28 @@
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', KEYS[4]) or '0')
-local run, digest, cursor = ARGV[1], ARGV[2], ARGV[3]
+local run, digest, cursor, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
 local out = {}
 local tally = {}
 local function count(reason, n)
   tally[reason] = (tally[reason] or 0) + n
 end
 
-local function restamp(openid)
+local counts = KEYS[5]
+local restamped = {}
+local function restamp(openid, at)
   redis.call('ZADD', ARGV[5] .. openid, 'XX', now, run)
-  redis.call('ZADD', account, 'XX', now, run .. '|' .. openid)
-  redis.call('ZADD', ARGV[6] .. openid, 'XX', now, 'digest|' .. run)
-  redis.call('ZADD', ARGV[7] .. openid, 'XX', now, run)
+  if channel == 'custom' then
+    redis.call('ZADD', ARGV[6] .. openid, 'XX', now, 'digest|' .. run)
+  else
+    redis.call('ZADD', ARGV[7] .. openid, 'XX', now, run)
+  end
+  -- the send's group in the account log now counts from its latest send
+  local group = run .. '|' .. at
+  if not restamped[group] then
+    restamped[group] = true
+    redis.call('ZADD', account, 'XX', now, group)
+  end
 end
 
 local function one(openid, reserved, outcome, detail)
@@ -40,7 +51,7 @@ local function one(openid, reserved, outcome, detail)
   if current ~= reserved then
     if outcome == 'sent' and current == 'unknown|' .. at then
       redis.call('HSET', ledger, openid, 'sent|' .. at)
-      restamp(openid)
+      restamp(openid, at)
       if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
       count('unknown', -1)
       count('sent', 1)
@@ -55,17 +66,18 @@ local function one(openid, reserved, outcome, detail)
   if outcome == 'failed-api' or outcome == 'retry' or outcome == 'skipped-quota' then
     -- nothing reached the subscriber: give back the cap, account and window slots
     redis.call('ZREM', ARGV[5] .. openid, run)
-    redis.call('ZREM', account, run .. '|' .. openid)
+    local group = run .. '|' .. at
+    if redis.call('HEXISTS', counts, group) == 1 then redis.call('HINCRBY', counts, group, -1) end
     redis.call('ZREM', ARGV[6] .. openid, 'digest|' .. run)
     redis.call('ZREM', ARGV[7] .. openid, run)
   else
-    restamp(openid)
+    restamp(openid, at)
     if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
   end
   return outcome
 end
 
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local openid, reserved, outcome, detail =
     string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')
   out[#out + 1] = one(openid, reserved, outcome, detail)

@@ -5,7 +5,9 @@ server's clock (plus the simulation offset ``Keys.clock_offset``, absent in prod
 unsubscribed, opted out, 90 days silent, nothing relevant, quiet hours (deferred, not dropped),
 the 48 h window and its quota (never the last send), the mass quota, the subscriber's caps over
 rolling 24 h and 7 days and the account's over 24 h, all as sliding logs (sorted sets of send
-times), so workers with skewed clocks cannot over-send and no window lets twice the cap through.
+times; the account's holds one entry per group of sends a call reserved, with its count, timed by
+the latest of them), so workers with skewed clocks cannot over-send and no window lets twice the
+cap through.
 A send that passes is *reserved* in the run's ledger and counted before any API call.
 ``settle.lua`` records the outcome once and gives back the slots of a send that never left.
 
@@ -23,7 +25,7 @@ import redis
 
 from bot.config import Limits
 from bot.push import timebase
-from bot.state import Keys
+from bot.state import RUN_TTL, Keys
 from bot.subscribers import MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS
 
 FINAL = (
@@ -110,7 +112,7 @@ class Throttle:
         args: list[str | int] = [
             self.run, self.digest, self.channel, limits.per_day, limits.per_week,
             limits.account_daily, limits.inactive_days * 86400, MESSAGE_WINDOW - WINDOW_MARGIN,
-            MESSAGE_WINDOW_SENDS, self.mass_cap, LEASE_SECONDS, 1 if dry_run else 0,
+            MESSAGE_WINDOW_SENDS, self.mass_cap, LEASE_SECONDS, 1 if dry_run else 0, RUN_TTL,
             *_PREFIXES,
         ]
         formatted: dict[Sequence[tuple[float, float]], str] = {}
@@ -120,7 +122,7 @@ class Throttle:
                 quiet = formatted[c.quiet] = ",".join(f"{s!r},{e!r}" for s, e in c.quiet)
             args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
         keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
-                Keys.clock_offset()]
+                Keys.clock_offset(), Keys.push_account_counts()]
         timebase.publish(self.r)
         flat = [_text(v) for v in self._decide(keys=keys, args=args)]
         out = []
@@ -137,9 +139,10 @@ class Throttle:
         if not records:
             return []
         keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account(),
-                Keys.clock_offset()]
+                Keys.clock_offset(), Keys.push_account_counts()]
         timebase.publish(self.r)
-        args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, *records]
+        args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, self.channel,
+                *records]
         return [_text(v) for v in self._settle(keys=keys, args=args)]
 
 
