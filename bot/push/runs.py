@@ -91,6 +91,7 @@ class Setup:
     """What a run needs: Redis, the config, the API, and where the articles are."""
 
     redis: redis.Redis
+    """A client that decodes responses (``state.connect``'s default)."""
     config: Config
     api: Sender
     content_dir: Path
@@ -267,9 +268,9 @@ def _candidates(
     langs: dict[str, str] = {}
     chosen: dict[tuple[object, ...], list[Item]] = {}  # many subscribers share interests
     for openid, row in zip(openids, rows, strict=True):
-        tz, quiet, lang, since, cursor = (_text(v) for v in row[:5])
+        tz, quiet, lang, since, cursor = row[:5]
         terms = row[5:]
-        interests = dict(zip(map(_text, terms[::2]), map(float, terms[1::2]), strict=True))
+        interests = dict(zip(terms[::2], map(float, terms[1::2]), strict=True))
         start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
         if digest.channel == "custom":
             memo = (start, *terms)
@@ -498,7 +499,3 @@ def reconcile(setup: Setup, run: str) -> Counter[str]:
     r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
     warn_left_out(setup, run)
     return counts
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
