@@ -4,6 +4,11 @@ Tokens come from :class:`bot.search.analyzer.Analyzer` and are indexed with tant
 tokenizer, so tantivy ranks exactly what jieba and the synonym table produced. A passage's
 title tokens are a second field whose weight is ``title_boost``. Each passage also keeps its
 text and its set of tokens, so a hit can be quoted and its query coverage measured.
+
+Reading a stored passage back (a document fetch and a JSON decode) costs more than ranking, so
+each searcher snapshot keeps the passages it has returned in memory, by address, the
+:data:`PASSAGES_KEPT` most recently used: a passage asked for again costs a dictionary lookup.
+A reload (new content) starts a new snapshot with nothing kept.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 
 import tantivy
@@ -23,6 +29,9 @@ from bot.search.passages import Passage
 TOKENIZER = "jieba_tokens"
 WRITER_HEAP = 32_000_000
 """Bytes tantivy's writer buffers before it flushes a segment (the build's memory)."""
+
+PASSAGES_KEPT = 10_000
+"""Passages each snapshot keeps in memory with their token sets (about 4 KB each: 40 MB at most)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,23 @@ def _analyzer() -> tantivy.TextAnalyzer:
     return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
 
 
+class _Snapshot:
+    """One searcher and the passages read through it, kept by address (valid for this one)."""
+
+    def __init__(self, searcher: tantivy.Searcher) -> None:
+        self.searcher = searcher
+        self._stored = lru_cache(maxsize=PASSAGES_KEPT)(partial(_read, searcher))
+
+    def passage(self, address: tantivy.DocAddress) -> tuple[Passage, frozenset[str]]:
+        """The passage a hit points at and its body tokens, read once."""
+        return self._stored(address.segment_ord, address.doc)
+
+
+def _read(searcher: tantivy.Searcher, segment: int, doc: int) -> tuple[Passage, frozenset[str]]:
+    document = searcher.doc(tantivy.DocAddress(segment, doc))
+    return _passage(document), frozenset(document["body"][0].split())
+
+
 class LexicalIndex:
     """A tantivy index in ``folder`` (created when missing)."""
 
@@ -89,7 +115,12 @@ class LexicalIndex:
         self.schema = _schema()
         self.index = tantivy.Index(self.schema, path=str(folder), reuse=True)
         self.index.register_tokenizer(TOKENIZER, _analyzer())
-        self.searcher = self.index.searcher()
+        self._snapshot = _Snapshot(self.index.searcher())
+
+    @property
+    def searcher(self) -> tantivy.Searcher:
+        """The current searcher."""
+        return self._snapshot.searcher
 
     @contextmanager
     def writing(self, clear: bool = False) -> Iterator[Batch]:
@@ -109,7 +140,7 @@ class LexicalIndex:
     def reload(self) -> None:
         """See what another process committed."""
         self.index.reload()
-        self.searcher = self.index.searcher()
+        self._snapshot = _Snapshot(self.index.searcher())
 
     @property
     def size(self) -> int:
@@ -128,7 +159,8 @@ class LexicalIndex:
         counts = Counter(tokens)
         if not counts or k <= 0:
             return []
-        searcher = self.searcher  # one snapshot, even if another thread reloads meanwhile
+        snapshot = self._snapshot  # one snapshot, even if another thread reloads meanwhile
+        searcher = snapshot.searcher
         clauses = []
         for token, count in counts.items():
             body = tantivy.Query.term_query(self.schema, "body", token)
@@ -141,20 +173,19 @@ class LexicalIndex:
         total = sum(weights.values()) or 1.0
         hits = []
         for score, address in searcher.search(query, k).hits:
-            doc = searcher.doc(address)
-            body = set(doc["body"][0].split())
+            passage, body = snapshot.passage(address)
             coverage = sum(w for token, w in weights.items() if token in body) / total
-            hits.append(LexicalHit(_passage(doc), float(score), coverage))
+            hits.append(LexicalHit(passage, float(score), coverage))
         return hits
 
     def get(self, pid: str) -> Passage | None:
         """The passage called ``pid``."""
-        searcher = self.searcher
+        snapshot = self._snapshot
         query = tantivy.Query.term_query(self.schema, "pid", pid)
-        found = searcher.search(query, 1).hits
+        found = snapshot.searcher.search(query, 1).hits
         if not found:
             return None
-        return _passage(searcher.doc(found[0][1]))
+        return snapshot.passage(found[0][1])[0]
 
 
 def _boost(query: tantivy.Query, factor: float) -> tantivy.Query:
