@@ -199,3 +199,81 @@ def test_answers_stay_whole_while_another_thread_reindexes(
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.fixture
+def rankings(library: Library, monkeypatch) -> list[tuple[str, int]]:
+    """The rankings the library actually computes (not read from its memo)."""
+    computed: list[tuple[str, int]] = []
+    original = library._rank_now
+
+    def counting(query: str, k: int):
+        computed.append((query, k))
+        return original(query, k)
+
+    monkeypatch.setattr(library, "_rank_now", counting)
+    return computed
+
+
+def test_a_repeated_question_is_ranked_once(library: Library, rankings) -> None:
+    first = library.answer("微信公众平台的价值观是什么")
+    terms = library.terms("微信公众平台的价值观是什么")
+    assert library.answer("微信公众平台的价值观是什么") == first
+    assert library.terms("微信公众平台的价值观是什么") == terms
+    assert rankings == [("微信公众平台的价值观是什么", 2)]
+    hits = library.search("微信公众平台的价值观是什么", 3)
+    hits.clear()  # a caller's list is its own
+    assert library.search("微信公众平台的价值观是什么", 3)
+    assert len(rankings) == 2  # k is part of the key
+
+
+def test_kept_rankings_are_forgotten_when_content_changes(
+    library: Library, content_dir: Path, rankings
+) -> None:
+    assert not library.answer("熊猫吃什么").found
+    write(content_dir / "pandas.md", "熊猫", "大熊猫每天要吃十几个小时的竹子。")
+    assert library.refresh()
+    assert library.answer("熊猫吃什么").title == "熊猫"
+    assert len(rankings) == 2
+
+
+def test_kept_rankings_are_forgotten_on_a_reload_request(
+    content_dir: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    generation = {"value": "1"}
+    library = Library.open(content_dir, config_dir, tmp_path / "cache", lambda: generation["value"])
+    target = content_dir / "wechat-self-media-way-of-life.md"
+    assert "manner of living" not in library.answer("manner of living").text
+    stat = target.stat()
+    text = target.read_text(encoding="utf-8").replace("way of life", "manner of living")
+    target.write_text(text, encoding="utf-8")
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    generation["value"] = "2"  # `content reload`
+    library.refresh()
+    assert "manner of living" in library.answer("manner of living").text
+
+
+def test_kept_rankings_are_forgotten_when_the_search_config_changes(
+    library: Library, config_dir: Path
+) -> None:
+    before = library.search("自媒体怎么赚钱", 3)
+    assert before[0].source == "wechat-hard-back-heel.md"
+    search = config_dir / "search.yaml"
+    text = search.read_text(encoding="utf-8")
+    search.write_text(text.replace("title_boost: 0.5", "title_boost: 5"), "utf-8")
+    library.refresh()
+    after = library.search("自媒体怎么赚钱", 3)
+    assert after[0].source == "wechat-self-media-way-of-life.md"  # its title says 自媒体
+
+
+def test_a_ranking_made_without_its_late_model_is_not_kept(library: Library, monkeypatch) -> None:
+    calls: list[str] = []
+
+    def late(query: str, k: int):
+        calls.append(query)
+        return [], 0.0, False
+
+    monkeypatch.setattr(library, "_rank_now", late)
+    library.search("微信", 2)
+    library.search("微信", 2)
+    assert calls == ["微信", "微信"]

