@@ -17,10 +17,11 @@ sits between the webhook and the handlers and guarantees, per delivery (sender +
 
 A handler that raises is logged with its traceback; the subscriber gets an apology, WeChat a 200.
 
-Two Redis round trips answer a new delivery: the claim (one script: look for a cached answer,
-take the lock, record the activity) and the store (the writes the handler deferred through
-:meth:`bot.handlers.Context.later`, then the answer under ``Keys.seen`` and the lock released,
-in one pipeline, in that order: whoever sees the answer also sees the session it left).
+Two Redis round trips, one command each, answer a new delivery: the claim (one script: look
+for a cached answer, take the lock, record the activity) and the store (one batch of
+:mod:`bot.writes`: the writes the handler deferred through :meth:`bot.handlers.Context.later`,
+then the answer under ``Keys.seen`` and the lock released, atomically: whoever sees the answer
+also sees the session it left).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, replace
-from hashlib import sha1
 
 import redis
 
 from bot.handlers import Context, activity, registry
 from bot.message import Inbound, News, Reply, Text
 from bot.state import Keys
-from bot.subscribers import Command
+from bot.writes import APPLY_LOOP, Command, Writes, report_failures, run_script, script_words
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +55,15 @@ LateSender = Callable[[Inbound], None]
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
 
-CLAIM = """
+CLAIM = APPLY_LOOP + """
 local cached = redis.call('GET', KEYS[1])
 if cached then return {1, cached} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {0} end
-local at = 2
-for k = 3, #KEYS do
-  local count = tonumber(ARGV[at])
-  redis.call(ARGV[at + 1], KEYS[k], unpack(ARGV, at + 2, at + 1 + count))
-  at = at + 2 + count
-end
-return {2}
+return {2, apply(3, 2)}
 """
-"""KEYS: seen, lock, then the key of each on-claim command; ARGV: the lock's TTL, then for
-each command its argument count, name and arguments. Returns {1, answer} when the delivery was
-answered already, {0} when another request holds it, {2} once claimed and the commands made."""
-CLAIM_SHA = sha1(CLAIM.encode()).hexdigest()
+"""KEYS: seen, lock, then the on-claim commands' keys; ARGV: the lock's TTL, then the commands'
+words (:func:`bot.writes.script_words`). Returns {1, answer} when the delivery was answered
+already, {0} when another request holds it, {2, failures} once claimed and the commands made."""
 
 
 def encode(reply: Reply) -> str:
@@ -124,7 +117,7 @@ def answer(
     if not claimed:
         return _wait_for_first(r, seen_key, started + budget)
 
-    writes = r.pipeline(transaction=False)  # the handler's deferred writes, then the answer
+    writes = Writes()  # the handler's deferred writes, then the answer
     future: Future[Reply] = _pool.submit(compute, message, replace(context, writes=writes))
     try:
         reply = future.result(timeout=max(0.0, budget - (time.monotonic() - started)))
@@ -133,12 +126,12 @@ def answer(
             "answer to %s not ready in %.1f s: sending it later", message.delivery_id, budget
         )
         r.set(seen_key, LATE_MARK, ex=dedup_ttl)
-        future.add_done_callback(lambda done: _store_late(writes, message, done, lock_key))
+        future.add_done_callback(lambda done: _store_late(r, writes, message, done, lock_key))
         enqueue_late(message)
         return None
     writes.set(seen_key, encode(reply), ex=dedup_ttl)
     writes.delete(lock_key)
-    writes.execute()
+    writes.send(r)
     return reply
 
 
@@ -150,18 +143,14 @@ def claim(
     ``(answer, False)`` when it was answered already, ``(None, False)`` while another request
     holds it, ``(None, True)`` once claimed here, ``commands`` made in the same script.
     """
-    keys = [seen_key, lock_key]
-    args: list[str | int] = [lock_ttl]
-    for name, key, *rest in commands:
-        keys.append(key)
-        args.extend((len(rest), name, *rest))
-    try:
-        result = r.evalsha(CLAIM_SHA, len(keys), *keys, *args)
-    except redis.exceptions.NoScriptError:  # a fresh or flushed server: send the script itself
-        result = r.eval(CLAIM, len(keys), *keys, *args)
+    keys, words = script_words(commands, lock_ttl)
+    result = run_script(r, CLAIM, [seen_key, lock_key, *keys], words)
     if result[0] == 1:
         return result[1], False
-    return None, result[0] == 2
+    if result[0] == 2:
+        report_failures(result[1])
+        return None, True
+    return None, False
 
 
 def _wait_for_first(r: redis.Redis, seen_key: str, deadline: float) -> Reply:
@@ -175,13 +164,13 @@ def _wait_for_first(r: redis.Redis, seen_key: str, deadline: float) -> Reply:
 
 
 def _store_late(
-    writes: redis.client.Pipeline, message: Inbound, done: Future[Reply], lock_key: str
+    r: redis.Redis, writes: Writes, message: Inbound, done: Future[Reply], lock_key: str
 ) -> None:
     reply = done.result()  # compute() never raises
     late_key = Keys.late(message.openid, message.delivery_id)
     writes.set(late_key, encode(reply), ex=LATE_GRACE_SECONDS * 2)
     writes.delete(lock_key)
-    writes.execute()
+    writes.send(r)
 
 
 def late_answer(r: redis.Redis, message: Inbound, context: Context) -> tuple[bool, Reply]:

@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 from bot.push import receipts
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
+from bot.writes import Command, Writes
 
 if TYPE_CHECKING:
     from bot.search import Library
@@ -47,12 +48,12 @@ class Context:
     config: Config
     redis: redis.Redis
     library: Library
-    writes: redis.client.Pipeline | None = None
-    """Where :meth:`later` puts writes: one delivery's pipeline, sent with its stored answer."""
+    writes: Writes | None = None
+    """Where :meth:`later` records writes: one delivery's batch, sent with its stored answer."""
 
     @contextmanager
-    def later(self) -> Iterator[redis.client.Pipeline]:
-        """A pipeline for writes this handler will not read back.
+    def later(self) -> Iterator[Writes]:
+        """A batch (:class:`bot.writes.Writes`) for writes this handler will not read back.
 
         With :attr:`writes` (the webhook's deliveries), they are sent together with the answer,
         before it reaches anyone; without (a job, a test), when the block ends.
@@ -60,9 +61,9 @@ class Context:
         if self.writes is not None:
             yield self.writes
             return
-        pipe = self.redis.pipeline(transaction=False)
-        yield pipe
-        pipe.execute()
+        batch = Writes()
+        yield batch
+        batch.send(self.redis)
 
 
 Handler = Callable[[Inbound, Context], Reply]
@@ -114,7 +115,7 @@ ACTIVITY = {"message": "message", "scan": "scan", "click": "click"}
 """Which inbound things open the customer-service windows (a follow is recorded by its handler)."""
 
 
-def activity(message: Inbound) -> list[subscribers.Command]:
+def activity(message: Inbound) -> list[Command]:
     """The writes recording the sender's activity (last seen, windows) that ``message`` shows."""
     kind = ACTIVITY.get(message.event if message.kind == "event" else "message")
     if kind and message.kind in MESSAGE_KINDS:

@@ -33,6 +33,7 @@ import redis
 from bot import clock
 from bot.config import Config, Limits
 from bot.state import Keys
+from bot.writes import Command, Writes
 
 MESSAGE_WINDOW = 48 * 3600
 """Seconds after a user message during which customer-service messages may be sent."""
@@ -83,10 +84,6 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     pipe.zrem(Keys.push_members(), openid)
     pipe.zrem(Keys.push_due(), openid)
     pipe.execute()
-
-
-Command = tuple[str, ...]
-"""One Redis command as its words: name, key, arguments (e.g. ``("HSETNX", key, "f", "v")``)."""
 
 
 def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
@@ -143,21 +140,24 @@ def cs_remaining(r: redis.Redis, openid: str) -> int:
     return best
 
 
-def learn(r: redis.Redis, openid: str, terms: Iterable[str], lang: str = "") -> None:
+def learn(
+    r: redis.Redis | Writes, openid: str, terms: Iterable[str], lang: str = ""
+) -> None:
     """Strengthen the interest terms of a question (the analyzer's tokens); keep the top ones.
 
-    Given a pipeline, the commands join it and the caller executes them (one round trip).
+    Given a batch (:class:`bot.writes.Writes`) or a pipeline, the commands join it and the
+    caller sends them.
     """
     key = Keys.push_interests(openid)
     unique = {t for t in terms if t.strip()}
-    pipe = r if isinstance(r, redis.client.Pipeline) else r.pipeline()
+    batch = r if isinstance(r, (Writes, redis.client.Pipeline)) else r.pipeline()
     for term in unique:
-        pipe.zincrby(key, 1, term)
-    pipe.zremrangebyrank(key, 0, -INTERESTS_KEPT - 1)
+        batch.zincrby(key, 1, term)
+    batch.zremrangebyrank(key, 0, -INTERESTS_KEPT - 1)
     if lang in ("zh", "en"):
-        pipe.hset(Keys.user(openid), "lang", lang)
-    if pipe is not r:
-        pipe.execute()
+        batch.hset(Keys.user(openid), "lang", lang)
+    if batch is not r:
+        batch.execute()
 
 
 def interests(r: redis.Redis, openid: str) -> dict[str, float]:

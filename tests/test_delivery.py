@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -195,3 +196,13 @@ def test_a_late_answer_keeps_the_writes_its_handler_deferred(
     assert fake_redis.get("written-by-the-handler") == "1"
     assert delivery.decode(fake_redis.get(Keys.late(OPENID, "m4242"))) == Text("late")
     assert not fake_redis.exists(Keys.lock(OPENID, "m4242"))
+
+
+def test_a_failing_activity_write_is_logged_and_the_question_answered(
+    wechat: WeChat, fake_redis, caplog
+) -> None:
+    fake_redis.set(Keys.user(OPENID), "not a hash")
+    with caplog.at_level(logging.ERROR):
+        reply = wechat.ask("微信", OPENID)
+    assert reply.kind == "text"
+    assert "WRONGTYPE" in caplog.text

@@ -1,0 +1,97 @@
+"""Redis writes recorded now and sent later, all in one command: one round trip, one reply.
+
+:class:`Writes` has redis-py's command methods (``hset``, ``expire``, ``zincrby``...); each call
+records the command instead of sending it. :meth:`Writes.send` runs the batch, in order, inside
+one Lua script (:data:`APPLY`): atomic, and one command to pack, send and parse where a pipeline
+of N costs N of each. The webhook's claim (:mod:`bot.delivery`) runs the same loop
+(:data:`APPLY_LOOP`) after its own check.
+
+Each command's first argument is its key, declared to the script as such; a command over
+several keys does not belong in a batch. A command that fails (a key of the wrong type) does not
+stop the others: the failures are logged, as a pipeline's would be raised, after all have run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cache
+from hashlib import sha1
+from typing import Any
+
+import redis
+from redis.commands.core import CoreCommands
+
+log = logging.getLogger(__name__)
+
+Command = tuple[Any, ...]
+"""One Redis command as its words: name, key, arguments (e.g. ``("HSETNX", key, "f", "v")``)."""
+
+APPLY_LOOP = """
+local function apply(key, at)
+  local failed = {}
+  for k = key, #KEYS do
+    local count = tonumber(ARGV[at])
+    local reply = redis.pcall(ARGV[at + 1], KEYS[k], unpack(ARGV, at + 2, at + 1 + count))
+    if type(reply) == 'table' and reply.err then
+      failed[#failed + 1] = ARGV[at + 1] .. ' ' .. KEYS[k] .. ': ' .. tostring(reply.err)
+    end
+    at = at + 2 + count
+  end
+  return failed
+end
+"""
+"""``apply(key, at)`` runs the commands whose keys start at ``KEYS[key]`` and whose words start at
+``ARGV[at]`` (for each: the count of its arguments, its name, the arguments); it returns the
+failures, as text."""
+
+APPLY = APPLY_LOOP + "return apply(1, 1)\n"
+"""Runs a whole batch (see :func:`script_words`); returns the failures."""
+
+
+class Writes(CoreCommands):
+    """Commands recorded, not sent: redis-py's methods, with :meth:`send` for the batch."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Writes:
+        """Record one command (what every redis-py command method calls)."""
+        self.commands.append(args)
+        return self
+
+    def send(self, r: redis.Redis) -> None:
+        """Run the recorded commands in one round trip, then forget them."""
+        if self.commands:
+            keys, words = script_words(self.commands)
+            report_failures(run_script(r, APPLY, keys, words))
+        self.commands = []
+
+
+def script_words(commands: Sequence[Command], *first: Any) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV for :data:`APPLY_LOOP`: ``first`` leads ARGV (a caller's own arguments)."""
+    keys: list[str] = []
+    words: list[Any] = list(first)
+    for name, key, *rest in commands:
+        keys.append(key)
+        words.extend((len(rest), name, *rest))
+    return keys, words
+
+
+def run_script(r: redis.Redis, source: str, keys: Sequence[str], words: Sequence[Any]) -> Any:
+    """Run the Lua ``source`` by its hash, sending it once when the server does not know it."""
+    try:
+        return r.evalsha(_sha(source), len(keys), *keys, *words)
+    except redis.exceptions.NoScriptError:  # a fresh or flushed server
+        return r.eval(source, len(keys), *keys, *words)
+
+
+def report_failures(failures: Sequence[str]) -> None:
+    """Log the commands of a batch that failed."""
+    for failure in failures:
+        log.error("deferred Redis write failed: %s", failure)
+
+
+@cache
+def _sha(source: str) -> str:
+    return sha1(source.encode()).hexdigest()
