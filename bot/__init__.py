@@ -11,6 +11,7 @@ Map of the package (each module does one job):
 - ``webhook``   the ``/wechat`` blueprint: verify, decrypt, parse, dispatch, render
 - ``delivery``  each delivery answered once, within the deadline (dedup, late replies)
 - ``handlers``  message/event type -> behaviour; knows nothing of HTTP
+- ``writes``    Redis writes recorded by handlers, sent with the answer as one script
 - ``subscribers``  subscriber records, preferences, windows, interests, chat commands
 - ``search``    content loading, text analysis, ranking, excerpts
 - ``push``      digest selection, throttle scripts, ledger, RQ jobs, scheduler, scenario
