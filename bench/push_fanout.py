@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import multiprocessing
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -173,11 +174,13 @@ def work(queue_name: str) -> None:
     )
 
 
-def timed(queue: Queue, workers: int, enqueue: Callable[[], int]) -> tuple[float, float]:
-    """Seconds to ``enqueue`` (which returns how many jobs) and until all those jobs are done.
+def timed(queue: Queue, workers: int, enqueue: Callable[[], int]) -> dict[str, float]:
+    """Time ``enqueue`` (which returns how many jobs) and until all those jobs are done.
 
     The workers start first and wait, as they do in production, so they take the first chunks
-    while the rest are still being planned.
+    while the rest are still being planned. Returns the seconds until everything was enqueued
+    and until everything was done, and the CPU seconds of the planner (this process), the
+    workers and the Redis server meanwhile.
     """
     procs = [multiprocessing.Process(target=work, args=(QUEUE,)) for _ in range(workers)]
     for p in procs:
@@ -186,16 +189,31 @@ def timed(queue: Queue, workers: int, enqueue: Callable[[], int]) -> tuple[float
         time.sleep(0.05)
     r = queue.connection
     r.set(DONE, 0)
+    children, planner, server = _child_cpu(), time.process_time(), redis_cpu(r)
     started = time.perf_counter()
     jobs = enqueue()
     enqueued = time.perf_counter() - started
+    planner = time.process_time() - planner
     while int(r.get(DONE) or 0) < jobs:
         time.sleep(0.01)
     finished = time.perf_counter() - started
+    server = redis_cpu(r) - server
     for p in procs:
         p.terminate()
         p.join()
-    return enqueued, finished
+    return {"enqueued": enqueued, "finished": finished, "planner_cpu": planner,
+            "workers_cpu": _child_cpu() - children, "redis_cpu": server}
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def redis_cpu(r) -> float:
+    """CPU seconds the Redis server has used so far."""
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def used_memory(r) -> int:
@@ -240,7 +258,8 @@ def main() -> None:
                 "__main__.chunk_job", run, openids, job_id=f"chunk-{i}", result_ttl=0))
             return chunks
 
-        planned, total = timed(queue, args.workers, plan)
+        fast = timed(queue, args.workers, plan)
+        planned, total = fast["enqueued"], fast["finished"]
         decided = r.hlen(Keys.push_ledger(run))
         reasons = Counter(v.split("|")[0] for v in r.hvals(Keys.push_ledger(run)))
         after_run = used_memory(r)
@@ -254,7 +273,7 @@ def main() -> None:
                 queue.enqueue("__main__.naive_job", base_run, f"b{n:07d}", result_ttl=0)
             return args.baseline
 
-        _, naive_seconds = timed(queue, args.workers, enqueue_each)
+        naive_seconds = timed(queue, args.workers, enqueue_each)["finished"]
         naive_decided = r.hlen(Keys.push_ledger(base_run))
         naive_rate = naive_decided / naive_seconds
 
@@ -263,6 +282,10 @@ def main() -> None:
         print(f"chunked Lua: {decided} decisions, {chunks} chunk jobs, all planned after"
               f" {planned:.1f} s, all decided after {total:.1f} s -> {fast_rate:,.0f} decisions/s")
         print("  decisions: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()))
+        print(f"  CPU per subscriber: Redis {fast['redis_cpu'] / decided * 1e6:.0f} us, workers"
+              f" {fast['workers_cpu'] / decided * 1e6:.0f} us, planner"
+              f" {fast['planner_cpu'] / decided * 1e6:.0f} us (2 cores: at best"
+              f" {(fast['redis_cpu'] + fast['workers_cpu'] + fast['planner_cpu']) / 2:.1f} s)")
         print(f"naive (1 RQ job per subscriber, rules in Python): {naive_decided} decisions in "
               f"{naive_seconds:.1f} s -> {naive_rate:,.0f} decisions/s")
         print(f"ratio: {fast_rate / naive_rate:.1f}x (target >= 30x)")
@@ -271,7 +294,7 @@ def main() -> None:
         print(f"Redis memory per subscriber: {(after_population - empty) / n:.0f} B stored, "
               f"+{(after_run - after_population) / n:.0f} B for one digest (ledger, logs)")
     finally:
-        r.flushall()  # nothing to keep: saving a million subscribers on shutdown takes long
+        r.flushall(asynchronous=True)  # nothing to keep: saving a million takes long
         state.stop_embedded(FOLDER / "var")
         shutil.rmtree(FOLDER, ignore_errors=True)
 

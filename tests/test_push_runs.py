@@ -326,3 +326,15 @@ def test_a_run_on_bot_clock_puts_the_throttle_on_its_virtual_time(world, monkeyp
     [decision] = throttle.decide([Candidate("onobody", True)])
     assert decision.reason == "skipped-unsubscribed"
     assert decision.at == pytest.approx(clock.now(), abs=60)
+
+
+def test_an_openid_given_twice_in_one_batch_is_reserved_once(world):
+    openid = world.follower("jon")
+    world.clock.advance(3600 + 60)
+    throttle = Throttle(world.r, "daily@9", "daily", "custom", world.setup.config.push.limits, "d")
+    first, again = throttle.decide([Candidate(openid, True), Candidate(openid, True)])
+    assert (first.reason, first.fresh) == ("reserved", True)
+    assert (again.reason, again.fresh) == ("reserved", False)
+    assert world.r.zcard(Keys.push_log(openid)) == 1
+    assert throttle.settle([(first, "sent", ""), (again, "sent", "")]) == ["sent", "sent"]
+    assert world.r.hget(Keys.push_ledger("daily@9"), openid).startswith("sent|")

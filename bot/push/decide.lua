@@ -52,17 +52,41 @@ for i = 1, #live, 1000 do
   for j = 1, #n do account_used = account_used + tonumber(n[j] or '0') end
 end
 
+-- The ledger is read for the whole batch in one call and written in one at the end (the script
+-- is atomic: nobody sees it in between); an openid given twice is decided once.
+local batch = {}
+for i = 19, #ARGV do
+  local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
+  batch[#batch + 1] = {openid, has_content, quiet}
+end
+local previous = {}
+for i = 1, #batch, 1000 do
+  local ids = {}
+  for j = i, math.min(i + 999, #batch) do ids[#ids + 1] = batch[j][1] end
+  local values = redis.call('HMGET', ledger, unpack(ids))
+  for j = 1, #ids do previous[ids[j]] = values[j] end
+end
+local written, order = {}, {}
+local function record(openid, value)
+  if not written[openid] then order[#order + 1] = openid end
+  written[openid] = value
+end
+
 local function one(openid, has_content, quiet)
   local user, log = ARGV[14] .. openid, ARGV[15] .. openid
   local cs, mass, pending = ARGV[16] .. openid, ARGV[17] .. openid, ARGV[18] .. openid
-  local prev = redis.call('HGET', ledger, openid)
+  if written[openid] then  -- given twice in this batch: already decided above
+    local state, at = string.match(written[openid], '^([^|]+)|([^|]+)')
+    return state, at, 0
+  end
+  local prev = previous[openid]
   if prev then
     local state, at = string.match(prev, '^([^|]+)|([^|]+)')
     if state == 'reserved' then
       if now - tonumber(at) < lease then return 'busy', at, 0 end
       if not dry then
         -- the attempt that reserved this send died before recording its outcome: never resend
-        redis.call('HSET', ledger, openid, 'unknown|' .. at)
+        record(openid, 'unknown|' .. at)
         count('unknown')
         -- it may have been delivered at any moment until now: count it from now
         redis.call('ZADD', log, 'XX', now, run)
@@ -85,7 +109,7 @@ local function one(openid, has_content, quiet)
   end
   local function decide(reason)
     if not dry then
-      redis.call('HSET', ledger, openid, reason .. '|' .. stamp)
+      record(openid, reason .. '|' .. stamp)
       count(reason)
       unpend()
     end
@@ -110,7 +134,7 @@ local function one(openid, has_content, quiet)
     if now >= s and now < e then
       if not dry then
         if not prev then count('deferred-quiet') end
-        redis.call('HSET', ledger, openid, 'deferred-quiet|' .. stamp .. '|' .. e)
+        record(openid, 'deferred-quiet|' .. stamp .. '|' .. e)
         redis.call('HSET', pending, run, e)
         local at = redis.call('ZSCORE', due, openid)
         if not at or tonumber(at) > e then redis.call('ZADD', due, e, openid) end
@@ -134,18 +158,21 @@ local function one(openid, has_content, quiet)
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
-  -- one read for both caps: the log's entries of the last 7 days, with their times
-  local recent = redis.call('ZRANGEBYSCORE', log, now - week, '+inf', 'WITHSCORES')
-  local in_day = 0
-  for i = 2, #recent, 2 do
-    if tonumber(recent[i]) >= now - day then in_day = in_day + 1 end
+  -- one read for both caps: the log's few entries with their times (older than 7 days: trimmed
+  -- when this subscriber is next sent something)
+  local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+  local in_day, in_week, stale = 0, 0, false
+  for i = 2, #entries, 2 do
+    local at = tonumber(entries[i])
+    if at >= now - day then in_day = in_day + 1 end
+    if at >= now - week then in_week = in_week + 1 else stale = true end
   end
-  if in_day >= per_day or #recent / 2 >= per_week then return decide('skipped-cap') end
+  if in_day >= per_day or in_week >= per_week then return decide('skipped-cap') end
   if account_used >= account_daily then return decide('skipped-account-cap') end
   if dry then return 'would-send', stamp, 1 end
 
   account_used = account_used + 1
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - week)
+  if stale then redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (now - week)) end
   redis.call('ZADD', log, now, run)
   redis.call('EXPIRE', log, 8 * day)
   reserved_here = reserved_here + 1
@@ -156,17 +183,24 @@ local function one(openid, has_content, quiet)
     redis.call('ZADD', mass, now, run)
     redis.call('EXPIRE', mass, 31 * day)
   end
-  redis.call('HSET', ledger, openid, 'reserved|' .. stamp)
+  record(openid, 'reserved|' .. stamp)
   unpend()
   return 'reserved', stamp, 1
 end
 
-for i = 19, #ARGV do
-  local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
-  local reason, at, fresh = one(openid, has_content, quiet)
+for _, row in ipairs(batch) do
+  local reason, at, fresh = one(row[1], row[2], row[3])
   out[#out + 1] = reason
   out[#out + 1] = at
   out[#out + 1] = fresh
+end
+for i = 1, #order, 500 do
+  local pairs_ = {}
+  for j = i, math.min(i + 499, #order) do
+    pairs_[#pairs_ + 1] = order[j]
+    pairs_[#pairs_ + 1] = written[order[j]]
+  end
+  redis.call('HSET', ledger, unpack(pairs_))
 end
 if reserved_here > 0 then
   redis.call('ZADD', account, now, group)

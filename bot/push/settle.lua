@@ -44,13 +44,35 @@ local function restamp(openid, at)
   end
 end
 
+-- The ledger is read for the whole batch in one call and written in one at the end.
+local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
+local batch = {}
+for i = 9, #ARGV do
+  batch[#batch + 1] = {string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')}
+end
+local current_of = {}
+for i = 1, #batch, 1000 do
+  local ids = {}
+  for j = i, math.min(i + 999, #batch) do ids[#ids + 1] = batch[j][1] end
+  local values = redis.call('HMGET', ledger, unpack(ids))
+  for j = 1, #ids do current_of[ids[j]] = values[j] end
+end
+local order, queued = {}, {}
+local function record(openid, value)
+  if not queued[openid] then
+    queued[openid] = true
+    order[#order + 1] = openid
+  end
+  current_of[openid] = value
+end
+
 local function one(openid, reserved, outcome, detail)
   local user = ARGV[4] .. openid
-  local current = redis.call('HGET', ledger, openid)
+  local current = current_of[openid]
   local at = string.match(reserved, '|(.+)$')
   if current ~= reserved then
     if outcome == 'sent' and current == 'unknown|' .. at then
-      redis.call('HSET', ledger, openid, 'sent|' .. at)
+      record(openid, 'sent|' .. at)
       restamp(openid, at)
       if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
       count('unknown', -1)
@@ -61,7 +83,7 @@ local function one(openid, reserved, outcome, detail)
   end
   local value = outcome .. '|' .. at
   if detail ~= '' then value = value .. '|' .. detail end
-  redis.call('HSET', ledger, openid, value)
+  record(openid, value)
   if outcome ~= 'retry' then count(outcome, 1) end
   if outcome == 'failed-api' or outcome == 'retry' or outcome == 'skipped-quota' then
     -- nothing reached the subscriber: give back the cap, account and window slots
@@ -77,10 +99,16 @@ local function one(openid, reserved, outcome, detail)
   return outcome
 end
 
-for i = 9, #ARGV do
-  local openid, reserved, outcome, detail =
-    string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')
-  out[#out + 1] = one(openid, reserved, outcome, detail)
+for _, row in ipairs(batch) do
+  out[#out + 1] = one(row[1], row[2], row[3], row[4])
+end
+for i = 1, #order, 500 do
+  local pairs_ = {}
+  for j = i, math.min(i + 499, #order) do
+    pairs_[#pairs_ + 1] = order[j]
+    pairs_[#pairs_ + 1] = current_of[order[j]]
+  end
+  redis.call('HSET', ledger, unpack(pairs_))
 end
 for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out
