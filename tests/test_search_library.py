@@ -207,9 +207,9 @@ def rankings(library: Library, monkeypatch) -> list[tuple[str, int]]:
     computed: list[tuple[str, int]] = []
     original = library._rank_now
 
-    def counting(query: str, k: int):
+    def counting(query: str, k: int, changes: int):
         computed.append((query, k))
-        return original(query, k)
+        return original(query, k, changes)
 
     monkeypatch.setattr(library, "_rank_now", counting)
     return computed
@@ -269,7 +269,7 @@ def test_kept_rankings_are_forgotten_when_the_search_config_changes(
 def test_a_ranking_made_without_its_late_model_is_not_kept(library: Library, monkeypatch) -> None:
     calls: list[str] = []
 
-    def late(query: str, k: int):
+    def late(query: str, k: int, changes: int):
         calls.append(query)
         return [], 0.0, False
 

