@@ -294,9 +294,11 @@ def main() -> None:
         print(f"Redis memory per subscriber: {(after_population - empty) / n:.0f} B stored, "
               f"+{(after_run - after_population) / n:.0f} B for one digest (ledger, logs)")
     finally:
-        r.flushall(asynchronous=True)  # nothing to keep: saving a million takes long
-        state.stop_embedded(FOLDER / "var")
-        shutil.rmtree(FOLDER, ignore_errors=True)
+        try:
+            r.flushall(asynchronous=True)  # nothing to keep: saving a million takes long
+        finally:
+            state.stop_embedded(FOLDER / "var")
+            shutil.rmtree(FOLDER, ignore_errors=True)
 
 
 URL = ""

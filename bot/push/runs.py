@@ -66,7 +66,6 @@ as ``unknown`` (at the API's pace, a handful), and a fast API does not pay a rou
 CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
 
-_GATHER = (Path(__file__).resolve().parent / "gather.lua").read_text()
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -255,11 +254,18 @@ def process_chunk(
 def _candidates(
     setup: Setup, digest: Digest, slot: float, openids: list[str], now: float
 ) -> tuple[list[Candidate], dict[str, list[Item]], dict[str, str], list[Item]]:
-    """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline)."""
+    """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline).
+
+    A plain pipeline, not a script: reading costs the Redis server a third as much this way, and
+    Redis, not the workers, is what a large run waits for.
+    """
     r, config = setup.redis, setup.config
     catalog = setup.catalog()
-    gather = r.register_script(_GATHER)
-    rows = gather(args=[Keys.user(""), Keys.push_interests(""), f"cursor:{digest.name}", *openids])
+    pipe = r.pipeline(transaction=False)
+    for openid in openids:
+        pipe.hmget(Keys.user(openid), "tz", "quiet", "lang", "since", f"cursor:{digest.name}")
+        pipe.zrange(Keys.push_interests(openid), 0, -1, withscores=True)
+    replies = pipe.execute()
     limits = config.push.limits
     default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
     mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
@@ -267,10 +273,10 @@ def _candidates(
     picks: dict[str, list[Item]] = {}
     langs: dict[str, str] = {}
     chosen: dict[tuple[object, ...], list[Item]] = {}  # many subscribers share interests
-    for openid, row in zip(openids, rows, strict=True):
-        tz, quiet, lang, since, cursor = row[:5]
-        terms = row[5:]
-        interests = dict(zip(terms[::2], map(float, terms[1::2]), strict=True))
+    for openid, (tz, quiet, lang, since, cursor), terms in zip(
+        openids, replies[::2], replies[1::2], strict=True
+    ):
+        interests = dict(terms)
         start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
         if digest.channel == "custom":
             memo = (start, *terms)
