@@ -35,7 +35,6 @@ end
 -- run|time, scored by the latest of them) and a count per group: two writes per call, not two
 -- per send into a log as long as the account's audience.
 local counts = KEYS[6]
-local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
 local group = run .. '|' .. stamp
 local reserved_here = 0
 if not dry then
@@ -52,34 +51,23 @@ for i = 1, #live, 1000 do
   for j = 1, #n do account_used = account_used + tonumber(n[j] or '0') end
 end
 
--- The ledger is read for the whole batch in one call and written in one at the end (the script
--- is atomic: nobody sees it in between); an openid given twice is decided once.
-local batch = {}
+local batch, ids = {}, {}
 for i = 19, #ARGV do
   local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
   batch[#batch + 1] = {openid, has_content, quiet}
+  ids[#ids + 1] = openid
 end
-local previous = {}
-for i = 1, #batch, 1000 do
-  local ids = {}
-  for j = i, math.min(i + 999, #batch) do ids[#ids + 1] = batch[j][1] end
-  local values = redis.call('HMGET', ledger, unpack(ids))
-  for j = 1, #ids do previous[ids[j]] = values[j] end
-end
-local written, order = {}, {}
-local function record(openid, value)
-  if not written[openid] then order[#order + 1] = openid end
-  written[openid] = value
-end
+-- an openid given twice in a batch is decided once
+local entries, record, save_ledger, written = open_ledger(ledger, ids)
 
 local function one(openid, has_content, quiet)
   local user, log = ARGV[14] .. openid, ARGV[15] .. openid
   local cs, mass, pending = ARGV[16] .. openid, ARGV[17] .. openid, ARGV[18] .. openid
   if written[openid] then  -- given twice in this batch: already decided above
-    local state, at = string.match(written[openid], '^([^|]+)|([^|]+)')
+    local state, at = string.match(entries[openid], '^([^|]+)|([^|]+)')
     return state, at, 0
   end
-  local prev = previous[openid]
+  local prev = entries[openid]
   if prev then
     local state, at = string.match(prev, '^([^|]+)|([^|]+)')
     if state == 'reserved' then
@@ -194,14 +182,7 @@ for _, row in ipairs(batch) do
   out[#out + 1] = at
   out[#out + 1] = fresh
 end
-for i = 1, #order, 500 do
-  local pairs_ = {}
-  for j = i, math.min(i + 499, #order) do
-    pairs_[#pairs_ + 1] = order[j]
-    pairs_[#pairs_ + 1] = written[order[j]]
-  end
-  redis.call('HSET', ledger, unpack(pairs_))
-end
+save_ledger()
 if reserved_here > 0 then
   redis.call('ZADD', account, now, group)
   redis.call('HINCRBY', counts, group, reserved_here)

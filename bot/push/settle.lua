@@ -44,27 +44,12 @@ local function restamp(openid, at)
   end
 end
 
--- The ledger is read for the whole batch in one call and written in one at the end.
-local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
-local batch = {}
+local batch, ids = {}, {}
 for i = 9, #ARGV do
   batch[#batch + 1] = {string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')}
+  ids[#ids + 1] = batch[#batch][1]
 end
-local current_of = {}
-for i = 1, #batch, 1000 do
-  local ids = {}
-  for j = i, math.min(i + 999, #batch) do ids[#ids + 1] = batch[j][1] end
-  local values = redis.call('HMGET', ledger, unpack(ids))
-  for j = 1, #ids do current_of[ids[j]] = values[j] end
-end
-local order, queued = {}, {}
-local function record(openid, value)
-  if not queued[openid] then
-    queued[openid] = true
-    order[#order + 1] = openid
-  end
-  current_of[openid] = value
-end
+local current_of, record, save_ledger = open_ledger(ledger, ids)
 
 local function one(openid, reserved, outcome, detail)
   local user = ARGV[4] .. openid
@@ -102,13 +87,6 @@ end
 for _, row in ipairs(batch) do
   out[#out + 1] = one(row[1], row[2], row[3], row[4])
 end
-for i = 1, #order, 500 do
-  local pairs_ = {}
-  for j = i, math.min(i + 499, #order) do
-    pairs_[#pairs_ + 1] = order[j]
-    pairs_[#pairs_ + 1] = current_of[order[j]]
-  end
-  redis.call('HSET', ledger, unpack(pairs_))
-end
+save_ledger()
 for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out

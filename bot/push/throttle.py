@@ -10,6 +10,8 @@ the latest of them), so workers with skewed clocks cannot over-send and no windo
 cap through.
 A send that passes is *reserved* in the run's ledger and counted before any API call.
 ``settle.lua`` records the outcome once and gives back the slots of a send that never left.
+Both start with ``ledger.lua``: the run's ledger read for a whole batch in one call and written
+in one.
 
 Decisions (the ledger keeps one per subscriber and run, the report counts them per day):
 :data:`FINAL` plus ``reserved`` (an API call in flight), ``deferred-quiet``, ``retry``.
@@ -100,8 +102,8 @@ class Throttle:
         self.mass_cap = SERVICE_MASS_PER_MONTH if (
             channel == "mass" and account_type == "service"
         ) else 0
-        self._decide = r.register_script((_HERE / "decide.lua").read_text())
-        self._settle = r.register_script((_HERE / "settle.lua").read_text())
+        self._decide = r.register_script(_script("decide.lua"))
+        self._settle = r.register_script(_script("settle.lua"))
 
     def decide(self, candidates: Iterable[Candidate], dry_run: bool = False) -> list[Decision]:
         """Decide for each candidate in one script call; reserve the sends unless ``dry_run``."""
@@ -152,6 +154,11 @@ _PREFIXES = (
 """Key prefixes the scripts complete with an openid (the keys themselves are built by Keys)."""
 
 _SETTLE_PREFIXES = (Keys.user(""), Keys.push_log(""), Keys.push_cs(""), Keys.push_mass(""))
+
+
+def _script(name: str) -> str:
+    """A script with the ledger functions it shares (``ledger.lua``) in front."""
+    return (_HERE / "ledger.lua").read_text() + (_HERE / name).read_text()
 
 
 def _text(value: bytes | str | int) -> str:
