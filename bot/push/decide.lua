@@ -60,9 +60,28 @@ end
 -- an openid given twice in a batch is decided once
 local entries, record, save_ledger, written = open_ledger(ledger, ids)
 
+local user_prefix, log_prefix, cs_prefix = ARGV[14], ARGV[15], ARGV[16]
+local mass_prefix, pending_prefix = ARGV[17], ARGV[18]
+
+local function unpend(openid, prev)
+  -- only a send deferred by this run left something pending for it
+  if prev then
+    local pending = pending_prefix .. openid
+    redis.call('HDEL', pending, run)
+    if redis.call('HLEN', pending) == 0 then redis.call('ZREM', due, openid) end
+  end
+end
+
+local function final(openid, prev, reason)
+  if not dry then
+    record(openid, reason .. '|' .. stamp)
+    count(reason)
+    unpend(openid, prev)
+  end
+  return reason, stamp, 1
+end
+
 local function one(openid, has_content, quiet)
-  local user, log = ARGV[14] .. openid, ARGV[15] .. openid
-  local cs, mass, pending = ARGV[16] .. openid, ARGV[17] .. openid, ARGV[18] .. openid
   if written[openid] then  -- given twice in this batch: already decided above
     local state, at = string.match(entries[openid], '^([^|]+)|([^|]+)')
     return state, at, 0
@@ -77,10 +96,10 @@ local function one(openid, has_content, quiet)
         record(openid, 'unknown|' .. at)
         count('unknown')
         -- it may have been delivered at any moment until now: count it from now
-        redis.call('ZADD', log, 'XX', now, run)
+        redis.call('ZADD', log_prefix .. openid, 'XX', now, run)
         redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
-        redis.call('ZADD', cs, 'XX', now, 'digest|' .. run)
-        redis.call('ZADD', mass, 'XX', now, run)
+        redis.call('ZADD', cs_prefix .. openid, 'XX', now, 'digest|' .. run)
+        redis.call('ZADD', mass_prefix .. openid, 'XX', now, run)
       end
       return 'unknown', at, 1
     elseif state ~= 'deferred-quiet' and state ~= 'retry' then
@@ -88,28 +107,12 @@ local function one(openid, has_content, quiet)
     end
   end
 
-  local function unpend()
-    -- only a send deferred by this run left something pending for it
-    if prev then
-      redis.call('HDEL', pending, run)
-      if redis.call('HLEN', pending) == 0 then redis.call('ZREM', due, openid) end
-    end
-  end
-  local function decide(reason)
-    if not dry then
-      record(openid, reason .. '|' .. stamp)
-      count(reason)
-      unpend()
-    end
-    return reason, stamp, 1
-  end
-
-  local u = redis.call('HMGET', user, 'subscribed', 'digests', 'last_seen', 'last_msg',
-                       'per_day', 'per_week')
-  if u[1] ~= '1' then return decide('skipped-unsubscribed') end
-  if u[2] == 'off' then return decide('skipped-optout') end
-  if now - tonumber(u[3] or '0') > inactive then return decide('skipped-inactive') end
-  if has_content ~= '1' then return decide('skipped-irrelevant') end
+  local u = redis.call('HMGET', user_prefix .. openid, 'subscribed', 'digests', 'last_seen',
+                       'last_msg', 'per_day', 'per_week')
+  if u[1] ~= '1' then return final(openid, prev, 'skipped-unsubscribed') end
+  if u[2] == 'off' then return final(openid, prev, 'skipped-optout') end
+  if now - tonumber(u[3] or '0') > inactive then return final(openid, prev, 'skipped-inactive') end
+  if has_content ~= '1' then return final(openid, prev, 'skipped-irrelevant') end
 
   local bounds = parsed[quiet]
   if not bounds then  -- most subscribers of a chunk share a zone and quiet hours
@@ -123,7 +126,7 @@ local function one(openid, has_content, quiet)
       if not dry then
         if not prev then count('deferred-quiet') end
         record(openid, 'deferred-quiet|' .. stamp .. '|' .. e)
-        redis.call('HSET', pending, run, e)
+        redis.call('HSET', pending_prefix .. openid, run, e)
         local at = redis.call('ZSCORE', due, openid)
         if not at or tonumber(at) > e then redis.call('ZADD', due, e, openid) end
       end
@@ -131,16 +134,17 @@ local function one(openid, has_content, quiet)
     end
   end
 
+  local cs, mass = cs_prefix .. openid, mass_prefix .. openid
   if channel == 'custom' then
     local opened = tonumber(u[4] or '0')
-    if opened == 0 or now - opened > window then return decide('skipped-window') end
+    if opened == 0 or now - opened > window then return final(openid, prev, 'skipped-window') end
     -- never use the last send of the window: the subscriber's next question may need it
     if redis.call('ZCOUNT', cs, opened, '+inf') + 2 > window_sends then
-      return decide('skipped-window')
+      return final(openid, prev, 'skipped-window')
     end
   elseif mass_cap > 0 then
     if redis.call('ZCOUNT', mass, now - 31 * day, '+inf') >= mass_cap then
-      return decide('skipped-quota')
+      return final(openid, prev, 'skipped-quota')
     end
   end
 
@@ -148,15 +152,16 @@ local function one(openid, has_content, quiet)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
   -- one read for both caps: the log's few entries with their times (older than 7 days: trimmed
   -- when this subscriber is next sent something)
-  local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+  local log = log_prefix .. openid
+  local sends = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
   local in_day, in_week, stale = 0, 0, false
-  for i = 2, #entries, 2 do
-    local at = tonumber(entries[i])
+  for i = 2, #sends, 2 do
+    local at = tonumber(sends[i])
     if at >= now - day then in_day = in_day + 1 end
     if at >= now - week then in_week = in_week + 1 else stale = true end
   end
-  if in_day >= per_day or in_week >= per_week then return decide('skipped-cap') end
-  if account_used >= account_daily then return decide('skipped-account-cap') end
+  if in_day >= per_day or in_week >= per_week then return final(openid, prev, 'skipped-cap') end
+  if account_used >= account_daily then return final(openid, prev, 'skipped-account-cap') end
   if dry then return 'would-send', stamp, 1 end
 
   account_used = account_used + 1
@@ -172,7 +177,7 @@ local function one(openid, has_content, quiet)
     redis.call('EXPIRE', mass, 31 * day)
   end
   record(openid, 'reserved|' .. stamp)
-  unpend()
+  unpend(openid, prev)
   return 'reserved', stamp, 1
 end
 
