@@ -111,14 +111,14 @@ def naive_job(run: str, openid: str) -> str:
             reason = "deferred-quiet"
         elif now - float(user.get("last_msg", 0)) > 47 * 3600:
             reason = "skipped-window"
-        elif r.zcount(Keys.push_log(openid), now - 86400, "+inf") >= limits.per_day:
+        elif r.zcount(f"bench:log:{openid}", now - 86400, "+inf") >= limits.per_day:
             reason = "skipped-cap"
-        elif r.zcount(Keys.push_log(openid), now - 7 * 86400, "+inf") >= limits.per_week:
+        elif r.zcount(f"bench:log:{openid}", now - 7 * 86400, "+inf") >= limits.per_week:
             reason = "skipped-cap"
         elif r.zcount(Keys.push_account(), now - 86400, "+inf") >= limits.account_daily:
             reason = "skipped-account-cap"
         else:
-            r.zadd(Keys.push_log(openid), {run: now})
+            r.zadd(f"bench:log:{openid}", {run: now})
             r.zadd(Keys.push_account(), {f"{run}|{openid}": now})
             s.api.send_text(openid, "digest")
             reason = "sent"

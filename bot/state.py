@@ -129,9 +129,13 @@ class Keys:
         return f"{PREFIX}:push:interests:{openid}"
 
     @staticmethod
-    def push_log(openid: str) -> str:
-        """A subscriber's digest sends, scored by Redis server time (the caps' sliding log)."""
-        return f"{PREFIX}:push:log:{openid}"
+    def push_logs() -> str:
+        """openid -> that subscriber's digest sends of the last 7 days (the caps' sliding log).
+
+        One hash for all, so a throttle call reads and writes a whole chunk's logs in one
+        command each; the field's format is in ``bot/push/batch.lua``.
+        """
+        return f"{PREFIX}:push:logs"
 
     @staticmethod
     def push_cs(openid: str) -> str:
@@ -139,9 +143,14 @@ class Keys:
         return f"{PREFIX}:push:cs:{openid}"
 
     @staticmethod
-    def push_mass(openid: str) -> str:
-        """Mass sends that reached a subscriber (a service account's 4 per month)."""
-        return f"{PREFIX}:push:mass:{openid}"
+    def push_mass_logs() -> str:
+        """openid -> mass sends that reached that subscriber in 31 days (4 a month, service)."""
+        return f"{PREFIX}:push:mass-logs"
+
+    @staticmethod
+    def push_logs_cursor() -> str:
+        """Where pruning of :meth:`push_logs` and :meth:`push_mass_logs` goes on (HSCAN)."""
+        return f"{PREFIX}:push:logs-cursor"
 
     @staticmethod
     def push_pending(openid: str) -> str:

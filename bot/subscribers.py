@@ -18,7 +18,8 @@ the hash ``Keys.user(openid)``::
 Customer-service sends are logged in ``Keys.push_cs`` so the push rules (and the late replies,
 through :func:`record_cs_send`) know how much of the platform's window quota is left.
 Unsubscribing deletes every key of ``Keys.personal`` and cancels deferred digests; only the
-digest send log stays, until its TTL, because it is what keeps a quick re-follow within the caps.
+digest send logs (``Keys.push_logs``, ``Keys.push_mass_logs``) stay until their entries age out,
+because they are what keeps a quick re-follow within the caps.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from bot.app import create_app
 from bot.config import load_config
 from bot.push import commands, receipts, report, runs
+from bot.push.throttle import logged_sends
 from bot.simulator.api import PLATFORM_SENDER
 from bot.state import Keys
 from bot.wechat_api import ApiError, ApiUnreachable
@@ -88,8 +89,8 @@ def test_a_subscription_account_makes_one_mass_call_a_day(world, monkeypatch, ca
     assert len(skipped) == 5 and all(ledger[o].endswith("|day-taken") for o in skipped)
     assert world.r.hget(Keys.push_report(TODAY), "daily|skipped-quota") == "5"
     for openid in skipped:  # slots given back, articles not marked as seen
-        assert world.r.zcard(Keys.push_log(openid)) == 0
-        assert world.r.zcard(Keys.push_mass(openid)) == 0
+        assert len(logged_sends(world.r, openid)) == 0
+        assert len(logged_sends(world.r, openid, mass=True)) == 0
         assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") is None
         assert world.r.hget(Keys.user(openid), "cursor:daily") is None
     with caplog.at_level(logging.WARNING, logger="bot.push.runs"):

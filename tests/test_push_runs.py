@@ -13,7 +13,8 @@ import pytest
 from bot import clock, subscribers
 from bot.config import load_config
 from bot.push import runs
-from bot.push.throttle import Candidate, Throttle
+from bot.push import throttle as throttle_module
+from bot.push.throttle import Candidate, Throttle, logged_sends
 from bot.push.timebase import SharedClock, server_now
 from bot.settings import Settings
 from bot.simulator.api import create_api
@@ -210,7 +211,7 @@ def test_a_reservation_left_by_a_crash_becomes_unknown_and_is_never_resent(world
     assert runs.reconcile(world.setup, run) == {"unknown": 1}
     assert not world.delivered(openid)
     assert world.ledger(run)[openid] == "unknown"
-    assert world.r.zcard(Keys.push_log(openid)) == 1  # counted against the caps as if sent
+    assert len(logged_sends(world.r, openid)) == 1  # counted against the caps as if sent
 
 
 def test_a_refusal_drops_the_send_and_gives_the_slot_back(world):
@@ -220,7 +221,7 @@ def test_a_refusal_drops_the_send_and_gives_the_slot_back(world):
     run, counts = world.run()
     assert counts == {"failed-api": 1}
     assert world.r.hget(Keys.push_ledger(run), openid).endswith("|48002")
-    assert world.r.zcard(Keys.push_log(openid)) == 0
+    assert len(logged_sends(world.r, openid)) == 0
     assert world.r.zcard(Keys.push_cs(openid)) == 0
 
 
@@ -274,7 +275,7 @@ def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
     sent = world.delivered()
     assert sorted(e["openid"] for e in sent) == sorted(openids[:2])
     assert {e["api"] for e in sent} == {"mass"}
-    assert world.r.zcard(Keys.push_mass(openids[0])) == 1
+    assert len(logged_sends(world.r, openids[0], mass=True)) == 1
 
 
 def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
@@ -286,7 +287,7 @@ def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
     [decision] = throttle.decide([Candidate(openid, True)])
     world.clock.advance(600)  # a long chunk: this send leaves ten minutes after its reservation
     assert throttle.settle([(decision, "sent", "")]) == ["sent"]
-    assert world.r.zscore(Keys.push_log(openid), run) == pytest.approx(clock.now(), abs=1)
+    assert logged_sends(world.r, openid)[run] == pytest.approx(clock.now(), abs=1)
     group = f"{run}|{decision.reserved.split('|')[1]}"  # the sends that throttle call reserved
     assert world.r.zscore(Keys.push_account(), group) == pytest.approx(clock.now(), abs=1)
     assert world.r.hget(Keys.push_account_counts(), group) == "1"
@@ -335,6 +336,20 @@ def test_an_openid_given_twice_in_one_batch_is_reserved_once(world):
     first, again = throttle.decide([Candidate(openid, True), Candidate(openid, True)])
     assert (first.reason, first.fresh) == ("reserved", True)
     assert (again.reason, again.fresh) == ("reserved", False)
-    assert world.r.zcard(Keys.push_log(openid)) == 1
+    assert len(logged_sends(world.r, openid)) == 1
     assert throttle.settle([(first, "sent", ""), (again, "sent", "")]) == ["sent", "sent"]
     assert world.r.hget(Keys.push_ledger("daily@9"), openid).startswith("sent|")
+
+
+def test_pruning_drops_log_entries_past_their_window_and_empty_logs(world):
+    """The logs of a subscriber no digest reaches any more do not stay forever."""
+    openids = [world.follower("kim"), world.follower("lou")]
+    world.clock.advance(3600 + 60)
+    run, _ = world.run()
+    assert all(set(logged_sends(world.r, o)) == {run} for o in openids)
+    world.clock.advance(6 * 86400)
+    assert throttle_module.prune_logs(world.r) == 2
+    assert all(world.r.hexists(Keys.push_logs(), o) for o in openids)  # within the week: kept
+    world.clock.advance(86400 + 60)
+    assert throttle_module.prune_logs(world.r) == 2
+    assert world.r.hlen(Keys.push_logs()) == 0

@@ -2,14 +2,13 @@
 -- gets one digest; reserve the sends that pass. One call decides a whole chunk.
 --
 -- KEYS: 1 run ledger, 2 account log (groups), 3 report hash, 4 due zset, 5 clock offset,
---       6 account group counts
+--       6 account group counts, 7 digest logs (hash: openid -> log), 8 mass logs (the same)
 -- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass), 4 per_day, 5 per_week,
 --       6 account_daily, 7 inactive seconds, 8 window seconds, 9 window sends,
 --       10 mass per 31 days (0: not checked here), 11 lease seconds, 12 dry run (1|0),
 --       13 seconds the run's ledger is kept,
---       14-18 key prefixes (completed with the openid): user, digest log, customer-service log,
---       mass log, pending hash;
---       19... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
+--       14-16 key prefixes (completed with the openid): user, customer-service log, pending hash;
+--       17... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
 --       intervals as "start,end,start,end..." in epoch seconds
 -- Returns, per subscriber, decision, time, fresh: reserved (send now), busy (another attempt
 -- holds it), unknown, deferred-quiet (time = when it is due), or a final decision; fresh is 0
@@ -52,16 +51,19 @@ for i = 1, #live, 1000 do
 end
 
 local batch, ids = {}, {}
-for i = 19, #ARGV do
+for i = 17, #ARGV do
   local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
   batch[#batch + 1] = {openid, has_content, quiet}
   ids[#ids + 1] = openid
 end
 -- an openid given twice in a batch is decided once
-local entries, record, save_ledger, written = open_ledger(ledger, ids)
+local entries, record, save_ledger, written = open_hash(ledger, ids)
+-- the subscribers' sliding logs of digests and of mass sends (hash fields, see batch.lua)
+local logs, set_log, save_logs = open_hash(KEYS[7], ids)
+local masses, set_mass, save_masses = open_hash(KEYS[8], ids)
+local month = 31 * day
 
-local user_prefix, log_prefix, cs_prefix = ARGV[14], ARGV[15], ARGV[16]
-local mass_prefix, pending_prefix = ARGV[17], ARGV[18]
+local user_prefix, cs_prefix, pending_prefix = ARGV[14], ARGV[15], ARGV[16]
 
 local function unpend(openid, prev)
   -- only a send deferred by this run left something pending for it
@@ -96,10 +98,10 @@ local function one(openid, has_content, quiet)
         record(openid, 'unknown|' .. at)
         count('unknown')
         -- it may have been delivered at any moment until now: count it from now
-        redis.call('ZADD', log_prefix .. openid, 'XX', now, run)
+        set_log(openid, log_with(logs[openid], run, now, now - week, false))
         redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
         redis.call('ZADD', cs_prefix .. openid, 'XX', now, 'digest|' .. run)
-        redis.call('ZADD', mass_prefix .. openid, 'XX', now, run)
+        set_mass(openid, log_with(masses[openid], run, now, now - month, false))
       end
       return 'unknown', at, 1
     elseif state ~= 'deferred-quiet' and state ~= 'retry' then
@@ -134,7 +136,7 @@ local function one(openid, has_content, quiet)
     end
   end
 
-  local cs, mass = cs_prefix .. openid, mass_prefix .. openid
+  local cs = cs_prefix .. openid
   if channel == 'custom' then
     local opened = tonumber(u[4] or '0')
     if opened == 0 or now - opened > window then return final(openid, prev, 'skipped-window') end
@@ -143,38 +145,34 @@ local function one(openid, has_content, quiet)
       return final(openid, prev, 'skipped-window')
     end
   elseif mass_cap > 0 then
-    if redis.call('ZCOUNT', mass, now - 31 * day, '+inf') >= mass_cap then
-      return final(openid, prev, 'skipped-quota')
+    local _, times = log_entries(masses[openid])
+    local used = 0
+    for i = 1, #times do
+      if times[i] >= now - month then used = used + 1 end
     end
+    if used >= mass_cap then return final(openid, prev, 'skipped-quota') end
   end
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
-  -- one read for both caps: the log's few entries with their times (older than 7 days: trimmed
-  -- when this subscriber is next sent something)
-  local log = log_prefix .. openid
-  local sends = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
-  local in_day, in_week, stale = 0, 0, false
-  for i = 2, #sends, 2 do
-    local at = tonumber(sends[i])
-    if at >= now - day then in_day = in_day + 1 end
-    if at >= now - week then in_week = in_week + 1 else stale = true end
+  local _, sent_at = log_entries(logs[openid])
+  local in_day, in_week = 0, 0
+  for i = 1, #sent_at do
+    if sent_at[i] >= now - day then in_day = in_day + 1 end
+    if sent_at[i] >= now - week then in_week = in_week + 1 end
   end
   if in_day >= per_day or in_week >= per_week then return final(openid, prev, 'skipped-cap') end
   if account_used >= account_daily then return final(openid, prev, 'skipped-account-cap') end
   if dry then return 'would-send', stamp, 1 end
 
   account_used = account_used + 1
-  if stale then redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (now - week)) end
-  redis.call('ZADD', log, now, run)
-  redis.call('EXPIRE', log, 8 * day)
+  set_log(openid, log_with(logs[openid], run, now, now - week, true))
   reserved_here = reserved_here + 1
   if channel == 'custom' then
     redis.call('ZADD', cs, now, 'digest|' .. run)
     redis.call('EXPIRE', cs, 2 * day)
   else
-    redis.call('ZADD', mass, now, run)
-    redis.call('EXPIRE', mass, 31 * day)
+    set_mass(openid, log_with(masses[openid], run, now, now - month, true))
   end
   record(openid, 'reserved|' .. stamp)
   unpend(openid, prev)
@@ -188,6 +186,8 @@ for _, row in ipairs(batch) do
   out[#out + 1] = fresh
 end
 save_ledger()
+save_logs()
+save_masses()
 if reserved_here > 0 then
   redis.call('ZADD', account, now, group)
   redis.call('HINCRBY', counts, group, reserved_here)

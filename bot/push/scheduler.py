@@ -8,7 +8,8 @@ cron entry per digest would fire on wall-clock time, which simulations replace. 
 zone; RQ's own scheduler (``worker --with-scheduler``) then runs the delayed retries. Like
 ``rq cron`` it holds no leader lock and runs at start-up, so :func:`tick` is idempotent per slot
 (``HSETNX`` on the run's plan): two schedulers, or a restart, enqueue each run once. A slot
-missed by more than an hour (the scheduler was down) is skipped rather than sent late.
+missed by more than an hour (the scheduler was down) is skipped rather than sent late. Each
+tick also prunes a slice of the subscribers' sliding logs (:func:`throttle.prune_logs`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 
 from bot import clock
 from bot.config import Config
-from bot.push import jobs, runs, timebase
+from bot.push import jobs, runs, throttle, timebase
 from bot.state import Keys
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ RECONCILE_AFTER = 900
 
 
 def tick(r: redis.Redis, config: Config) -> list[str]:
-    """Enqueue what is due now: new runs, lost plans, deferred sends, reconciliations."""
+    """Enqueue what is due now (new runs, lost plans, deferred sends, reconciliations); prune."""
     now = clock.now()
     enqueued = []
     for digest in config.push.digests:
@@ -67,6 +68,7 @@ def tick(r: redis.Redis, config: Config) -> list[str]:
     if r.zcount(Keys.push_due(), "-inf", now):
         q.enqueue("bot.push.jobs.sweep_job", job_id="push-sweep", job_timeout=jobs.JOB_TIMEOUT)
         enqueued.append("sweep")
+    throttle.prune_logs(r)  # a slice of the sliding logs per tick, all of them every few hours
     return enqueued
 
 

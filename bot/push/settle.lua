@@ -8,11 +8,11 @@
 -- the delivery, not after the reservation.
 --
 -- KEYS: 1 run ledger, 2 report hash, 3 account log (groups, see decide.lua), 4 clock offset,
---       5 account group counts
+--       5 account group counts, 6 digest logs, 7 mass logs (hashes: openid -> log, batch.lua)
 -- ARGV: 1 run id, 2 digest name, 3 the user's cursor field,
---       4-7 key prefixes (completed with the openid): user, digest log, customer-service log,
---       mass log; 8 channel (custom|mass);
---       9... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
+--       4-5 key prefixes (completed with the openid): user, customer-service log;
+--       6 channel (custom|mass);
+--       7... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
 --       of sent, unknown, failed-api, retry, skipped-quota (the subscription account's one mass
 --       send of the day was taken by another chunk: no call was made)
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
@@ -20,7 +20,7 @@
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', KEYS[4]) or '0')
-local run, digest, cursor, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[8]
+local run, digest, cursor, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local out = {}
 local tally = {}
 local function count(reason, n)
@@ -28,13 +28,24 @@ local function count(reason, n)
 end
 
 local counts = KEYS[5]
+local week, month = 7 * 86400, 31 * 86400
+
+local batch, ids = {}, {}
+for i = 7, #ARGV do
+  batch[#batch + 1] = {string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')}
+  ids[#ids + 1] = batch[#batch][1]
+end
+local current_of, record, save_ledger = open_hash(ledger, ids)
+local logs, set_log, save_logs = open_hash(KEYS[6], ids)
+local masses, set_mass, save_masses = open_hash(KEYS[7], ids)
+
 local restamped = {}
 local function restamp(openid, at)
-  redis.call('ZADD', ARGV[5] .. openid, 'XX', now, run)
+  set_log(openid, log_with(logs[openid], run, now, now - week, false))
   if channel == 'custom' then
-    redis.call('ZADD', ARGV[6] .. openid, 'XX', now, 'digest|' .. run)
+    redis.call('ZADD', ARGV[5] .. openid, 'XX', now, 'digest|' .. run)
   else
-    redis.call('ZADD', ARGV[7] .. openid, 'XX', now, run)
+    set_mass(openid, log_with(masses[openid], run, now, now - month, false))
   end
   -- the send's group in the account log now counts from its latest send
   local group = run .. '|' .. at
@@ -43,13 +54,6 @@ local function restamp(openid, at)
     redis.call('ZADD', account, 'XX', now, group)
   end
 end
-
-local batch, ids = {}, {}
-for i = 9, #ARGV do
-  batch[#batch + 1] = {string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')}
-  ids[#ids + 1] = batch[#batch][1]
-end
-local current_of, record, save_ledger = open_ledger(ledger, ids)
 
 local function one(openid, reserved, outcome, detail)
   local user = ARGV[4] .. openid
@@ -72,11 +76,14 @@ local function one(openid, reserved, outcome, detail)
   if outcome ~= 'retry' then count(outcome, 1) end
   if outcome == 'failed-api' or outcome == 'retry' or outcome == 'skipped-quota' then
     -- nothing reached the subscriber: give back the cap, account and window slots
-    redis.call('ZREM', ARGV[5] .. openid, run)
+    set_log(openid, log_with(logs[openid], run, false, now - week, false))
     local group = run .. '|' .. at
     if redis.call('HEXISTS', counts, group) == 1 then redis.call('HINCRBY', counts, group, -1) end
-    redis.call('ZREM', ARGV[6] .. openid, 'digest|' .. run)
-    redis.call('ZREM', ARGV[7] .. openid, run)
+    if channel == 'custom' then
+      redis.call('ZREM', ARGV[5] .. openid, 'digest|' .. run)
+    else
+      set_mass(openid, log_with(masses[openid], run, false, now - month, false))
+    end
   else
     restamp(openid, at)
     if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
@@ -88,5 +95,7 @@ for _, row in ipairs(batch) do
   out[#out + 1] = one(row[1], row[2], row[3], row[4])
 end
 save_ledger()
+save_logs()
+save_masses()
 for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out

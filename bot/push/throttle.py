@@ -4,14 +4,15 @@
 server's clock (plus the simulation offset ``Keys.clock_offset``, absent in production):
 unsubscribed, opted out, 90 days silent, nothing relevant, quiet hours (deferred, not dropped),
 the 48 h window and its quota (never the last send), the mass quota, the subscriber's caps over
-rolling 24 h and 7 days and the account's over 24 h, all as sliding logs (sorted sets of send
-times; the account's holds one entry per group of sends a call reserved, with its count, timed by
-the latest of them), so workers with skewed clocks cannot over-send and no window lets twice the
-cap through.
+rolling 24 h and 7 days and the account's over 24 h, all as sliding logs of send times (the
+account's holds one entry per group of sends a call reserved, with its count, timed by the latest
+of them), so workers with skewed clocks cannot over-send and no window lets twice the cap
+through.
 A send that passes is *reserved* in the run's ledger and counted before any API call.
 ``settle.lua`` records the outcome once and gives back the slots of a send that never left.
-Both start with ``ledger.lua``: the run's ledger read for a whole batch in one call and written
-in one.
+Both start with ``batch.lua``: the run's ledger and the subscribers' sliding logs (fields of one
+hash each) read for a whole batch in one call and written in one, so a chunk costs Redis a few
+commands per subscriber, not a dozen.
 
 Decisions (the ledger keeps one per subscriber and run, the report counts them per day):
 :data:`FINAL` plus ``reserved`` (an API call in flight), ``deferred-quiet``, ``retry``.
@@ -124,7 +125,8 @@ class Throttle:
                 quiet = formatted[c.quiet] = ",".join(f"{s!r},{e!r}" for s, e in c.quiet)
             args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
         keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
-                Keys.clock_offset(), Keys.push_account_counts()]
+                Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
+                Keys.push_mass_logs()]
         timebase.publish(self.r)
         flat = [_text(v) for v in self._decide(keys=keys, args=args)]
         out = []
@@ -141,24 +143,47 @@ class Throttle:
         if not records:
             return []
         keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account(),
-                Keys.clock_offset(), Keys.push_account_counts()]
+                Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
+                Keys.push_mass_logs()]
         timebase.publish(self.r)
         args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, self.channel,
                 *records]
         return [_text(v) for v in self._settle(keys=keys, args=args)]
 
 
-_PREFIXES = (
-    Keys.user(""), Keys.push_log(""), Keys.push_cs(""), Keys.push_mass(""), Keys.push_pending(""),
-)
+_PREFIXES = (Keys.user(""), Keys.push_cs(""), Keys.push_pending(""))
 """Key prefixes the scripts complete with an openid (the keys themselves are built by Keys)."""
 
-_SETTLE_PREFIXES = (Keys.user(""), Keys.push_log(""), Keys.push_cs(""), Keys.push_mass(""))
+_SETTLE_PREFIXES = (Keys.user(""), Keys.push_cs(""))
+
+
+def logged_sends(r: redis.Redis, openid: str, mass: bool = False) -> dict[str, float]:
+    """A subscriber's sliding log: run -> time of the send (the digest log, or the mass log)."""
+    text = r.hget(Keys.push_mass_logs() if mass else Keys.push_logs(), openid) or ""
+    return {run: float(at) for run, _, at in (e.partition(" ") for e in text.split(";") if e)}
+
+
+def prune_logs(r: redis.Redis, count: int = 1000) -> int:
+    """Trim the sliding logs of up to ``count`` subscribers of each hash; returns how many.
+
+    Each call goes on where the last one stopped (``HSCAN``), so the scheduler's ticks go round
+    all of them; a digest or settle trims a log itself whenever it touches one.
+    """
+    script = r.register_script(_script("prune.lua"))
+    done = 0
+    for field, key in (("digest", Keys.push_logs()), ("mass", Keys.push_mass_logs())):
+        cursor, found = r.hscan(key, int(r.hget(Keys.push_logs_cursor(), field) or 0), count=count)
+        openids = list(found)
+        if openids:
+            done += int(script(keys=[Keys.push_logs(), Keys.push_mass_logs(),
+                                     Keys.clock_offset()], args=openids))
+        r.hset(Keys.push_logs_cursor(), field, cursor)
+    return done
 
 
 def _script(name: str) -> str:
-    """A script with the ledger functions it shares (``ledger.lua``) in front."""
-    return (_HERE / "ledger.lua").read_text() + (_HERE / name).read_text()
+    """A script with the functions it shares (``batch.lua``) in front."""
+    return (_HERE / "batch.lua").read_text() + (_HERE / name).read_text()
 
 
 def _text(value: bytes | str | int) -> str:

@@ -1,0 +1,67 @@
+-- Shared by decide.lua and settle.lua (put in front of each when it is registered, see
+-- throttle.py): hashes read for a whole batch of subscribers in one call and written in one at
+-- the end (a script is atomic: nobody sees them in between), and the sliding logs they hold.
+local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
+
+-- A batch view of the hash `key` for these openids. Returns value (openid -> value, false when
+-- absent), set(openid, value or false to delete), save() and changed (openid -> true once set).
+local function open_hash(key, openids)
+  local value, changed, order = {}, {}, {}
+  for i = 1, #openids, 1000 do
+    local ids = {unpack(openids, i, math.min(i + 999, #openids))}
+    local got = redis.call('HMGET', key, unpack(ids))
+    for j = 1, #ids do value[ids[j]] = got[j] end
+  end
+  local function set(openid, v)
+    if not changed[openid] then
+      changed[openid] = true
+      order[#order + 1] = openid
+    end
+    value[openid] = v
+  end
+  local function save()
+    local put, drop = {}, {}
+    for _, openid in ipairs(order) do
+      if value[openid] then
+        put[#put + 1] = openid
+        put[#put + 1] = value[openid]
+      else
+        drop[#drop + 1] = openid
+      end
+    end
+    for i = 1, #put, 1000 do redis.call('HSET', key, unpack(put, i, math.min(i + 999, #put))) end
+    for i = 1, #drop, 1000 do redis.call('HDEL', key, unpack(drop, i, math.min(i + 999, #drop))) end
+  end
+  return value, set, save, changed
+end
+
+-- A subscriber's sliding log of sends, one field of a log hash: "run time;run time...".
+local function log_entries(text)
+  local runs, times = {}, {}
+  if text then
+    for run, at in string.gmatch(text, '([^ ;]+) ([^;]+)') do
+      runs[#runs + 1] = run
+      times[#times + 1] = tonumber(at)
+    end
+  end
+  return runs, times
+end
+
+-- The log with `run` at time `at` (moved when present; added when absent if `add`; removed when
+-- `at` is false) and without entries older than `keep_after`; false when nothing is left.
+local function log_with(text, run, at, keep_after, add)
+  local runs, times = log_entries(text)
+  local parts, found = {}, false
+  for i = 1, #runs do
+    if runs[i] == run then
+      found = true
+      if at then parts[#parts + 1] = run .. ' ' .. string.format('%.3f', at) end
+    elseif times[i] >= keep_after then
+      parts[#parts + 1] = runs[i] .. ' ' .. string.format('%.3f', times[i])
+    end
+  end
+  if at and add and not found then parts[#parts + 1] = run .. ' ' .. string.format('%.3f', at) end
+  if #parts == 0 then return false end
+  return table.concat(parts, ';')
+end
+
