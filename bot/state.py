@@ -43,8 +43,11 @@ import fcntl
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import hiredis
 import redis
 from flask import Flask, current_app
 
@@ -349,6 +352,26 @@ def _sentinel_primary(url: str, decode: bool) -> redis.Redis:
     ]
     sentinel = Sentinel(nodes, socket_timeout=2)
     return sentinel.master_for(service, db=int(db or 0), decode_responses=decode)
+
+
+def bulk(client: redis.Redis, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:
+    """Many commands in one round trip, with the least work in Python.
+
+    What a pipeline does, without redis-py's per-command packing and reply callbacks (hiredis
+    packs and parses): the replies come as the server sends them, decoded as the client decodes.
+    For the reads of a digest chunk, a thousand commands at a time, where a pipeline's Python
+    overhead was a third of a worker's time.
+    """
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands])
+        return [connection.read_response() for _ in commands]
+    except BaseException:
+        connection.disconnect()  # replies may be left unread: this connection cannot be reused
+        raise
+    finally:
+        pool.release(connection)
 
 
 def bytes_client(client: redis.Redis) -> redis.Redis:
