@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fakeredis
 import pytest
 import redis
 
@@ -83,3 +84,14 @@ def test_every_personal_key_is_listed() -> None:
 def test_bytes_client_shares_the_server(fake_redis) -> None:
     fake_redis.set("a", "b")
     assert state.bytes_client(fake_redis).get("a") == b"b"
+
+
+def test_bulk_answers_many_commands_in_one_round_trip_and_survives_an_error():
+    r = fakeredis.FakeRedis(decode_responses=True)
+    r.hset("u", mapping={"a": "1"})
+    r.zadd("z", {"m": 2.5})
+    hmget, zrange = state.bulk(r, [("HMGET", "u", "a", "b"), ("ZRANGE", "z", 0, -1, "WITHSCORES")])
+    assert hmget == ["1", None] and zrange
+    with pytest.raises(redis.ResponseError):
+        state.bulk(r, [("HMGET", "z", "a"), ("GET", "u")])  # wrong type, replies left unread
+    assert state.bulk(r, [("HGET", "u", "a")]) == ["1"]  # the pool gives a clean connection
