@@ -12,6 +12,7 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -57,6 +58,20 @@ def config() -> Config:
 def fake_redis() -> fakeredis.FakeRedis:
     """A fresh in-memory Redis."""
     return fakeredis.FakeRedis(decode_responses=True)
+
+
+@pytest.fixture
+def round_trips(monkeypatch) -> list[int]:
+    """Count the commands (or pipelines, or scripts) sent to Redis: one round trip each."""
+    sent = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def send(self, *args, **kwargs):
+        sent[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send)
+    return sent
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
 from bot import clock, delivery
 from bot.clock import VirtualClock
@@ -121,20 +120,6 @@ def test_threads_do_not_leak(wechat: WeChat) -> None:
     for i in range(20):
         wechat.ask(f"微信 {i}")
     assert threading.active_count() <= before + 16
-
-
-@pytest.fixture
-def round_trips(monkeypatch) -> list[int]:
-    """Count the commands (or pipelines, or scripts) sent to Redis: one round trip each."""
-    sent = [0]
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def send(self, *args, **kwargs):
-        sent[0] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send)
-    return sent
 
 
 def test_a_question_costs_two_round_trips(wechat: WeChat, fake_redis, round_trips) -> None:
