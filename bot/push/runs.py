@@ -344,15 +344,16 @@ def _send_custom(
     batch: list[tuple[Decision, str, str]] = []
     halted: tuple[str, str] | None = None
     settled = time.monotonic()
-    texts: dict[tuple[int, str], str] = {}  # subscribers with the same pick share one text
+    texts: dict[tuple[tuple[str, ...], str], str] = {}  # the same pick, the same text
     for decision in reserved:
         if halted:
             batch.append((decision, *halted))
         else:
             picked, lang = picks[decision.openid], langs[decision.openid]
-            text = texts.get((id(picked), lang))
+            key = (tuple(item.key for item in picked), lang)
+            text = texts.get(key)
             if text is None:
-                text = texts[id(picked), lang] = render(picked, lang)
+                text = texts[key] = render(picked, lang)
             try:
                 setup.api.send_text(decision.openid, text)
                 batch.append((decision, "sent", ""))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import redis
@@ -181,8 +182,9 @@ def prune_logs(r: redis.Redis, count: int = 1000) -> int:
     return done
 
 
+@cache
 def _script(name: str) -> str:
-    """A script with the functions it shares (``batch.lua``) in front."""
+    """A script with the functions it shares (``batch.lua``) in front (read once a process)."""
     return (_HERE / "batch.lua").read_text() + (_HERE / name).read_text()
 
 
