@@ -55,15 +55,21 @@ local function restamp(openid, at)
   end
 end
 
-local function one(openid, reserved, outcome, detail)
+-- it may have reached the subscriber: count it from now and move their cursor (articles are not
+-- repeated), unless they unsubscribed meanwhile
+local function delivered(openid, at)
+  restamp(openid, at)
   local user = ARGV[4] .. openid
+  if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
+end
+
+local function one(openid, reserved, outcome, detail)
   local current = current_of[openid]
   local at = string.match(reserved, '|(.+)$')
   if current ~= reserved then
     if outcome == 'sent' and current == 'unknown|' .. at then
       record(openid, 'sent|' .. at)
-      restamp(openid, at)
-      if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
+      delivered(openid, at)
       count('unknown', -1)
       count('sent', 1)
       return 'sent'
@@ -85,8 +91,7 @@ local function one(openid, reserved, outcome, detail)
       set_mass(openid, log_with(masses[openid], run, false, now - month, false))
     end
   else
-    restamp(openid, at)
-    if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
+    delivered(openid, at)
   end
   return outcome
 end
