@@ -16,10 +16,11 @@ import redis
 from rq import Queue, Retry, Worker
 from rq.serializers import JSONSerializer
 
-from bot import delivery, state, subscribers
+from bot import delivery, state
 from bot.config import load_config
 from bot.handlers import Context
 from bot.message import Inbound, News, Text
+from bot.push import throttle
 from bot.settings import Settings
 from bot.state import Keys
 
@@ -123,7 +124,7 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         log.warning("late answer to %s dropped: %s", message.delivery_id, exc)
         return f"dropped: {exc.code}"
     r.set(sent_key, "sent", ex=SENT_TTL)
-    subscribers.record_cs_send(r, message.openid)  # it used a slot of the 48 h quota
+    throttle.record_cs_send(r, message.openid)  # it used a slot of the 48 h quota
     return "sent"
 
 

@@ -141,9 +141,21 @@ class Keys:
         return f"{PREFIX}:push:logs"
 
     @staticmethod
-    def push_cs(openid: str) -> str:
-        """Customer-service sends to a subscriber since their last message (48 h window quota)."""
-        return f"{PREFIX}:push:cs:{openid}"
+    def push_cs_logs() -> str:
+        """openid -> customer-service sends to that subscriber in 48 h (the window's quota).
+
+        Digests and late replies; a hash of sliding logs like :meth:`push_logs`.
+        """
+        return f"{PREFIX}:push:cs-logs"
+
+    @staticmethod
+    def push_cursors() -> str:
+        """openid -> per digest, the time of the last digest that may have reached them.
+
+        A digest picks only articles published after it. Fields are ``digest time;digest
+        time`` (the format of :meth:`push_logs`), so a throttle call writes a chunk's at once.
+        """
+        return f"{PREFIX}:push:cursors"
 
     @staticmethod
     def push_mass_logs() -> str:
@@ -152,7 +164,7 @@ class Keys:
 
     @staticmethod
     def push_logs_cursor() -> str:
-        """Where pruning of :meth:`push_logs` and :meth:`push_mass_logs` goes on (HSCAN)."""
+        """Where pruning of each sliding log hash goes on (HSCAN cursor per hash)."""
         return f"{PREFIX}:push:logs-cursor"
 
     @staticmethod
@@ -223,8 +235,12 @@ class Keys:
             Keys.scenes(openid),
             Keys.push_interests(openid),
             Keys.push_pending(openid),
-            Keys.push_cs(openid),
         ]
+
+    @staticmethod
+    def personal_fields() -> list[str]:
+        """Hashes with one field of personal data per subscriber (the openid), also purged."""
+        return [Keys.push_cs_logs(), Keys.push_cursors()]
 
 
 # --- the embedded server ------------------------------------------------------------------------

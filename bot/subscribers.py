@@ -13,19 +13,18 @@ the hash ``Keys.user(openid)``::
     last_msg    last message (opens the 48 h customer-service window)
     last_act    last follow, scan or click (opens the 1 min window)
     last_seen   last of either (90 days of silence stop digests)
-    cursor:<digest>   publication time of the newest article the subscriber's last digest covered
 
-Customer-service sends are logged in ``Keys.push_cs`` so the push rules (and the late replies,
-through :func:`record_cs_send`) know how much of the platform's window quota is left.
-Unsubscribing deletes every key of ``Keys.personal`` and cancels deferred digests; only the
-digest send logs (``Keys.push_logs``, ``Keys.push_mass_logs``) stay until their entries age out,
-because they are what keeps a quick re-follow within the caps.
+The push throttle keeps, in hashes with one field per subscriber, their digest cursors
+(``Keys.push_cursors``) and sliding logs of sends: customer-service (the 48 h window's quota),
+digest and mass. Unsubscribing deletes every key of ``Keys.personal`` and every field of
+``Keys.personal_fields`` and cancels deferred digests; only the digest and mass send logs
+(``Keys.push_logs``, ``Keys.push_mass_logs``) stay until their entries age out, because they are
+what keeps a quick re-follow within the caps.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -82,6 +81,8 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     """Unfollowed: purge personal data and cancel queued (deferred) digests."""
     pipe = r.pipeline()
     pipe.delete(*Keys.personal(openid))
+    for key in Keys.personal_fields():
+        pipe.hdel(key, openid)
     pipe.zrem(Keys.push_members(), openid)
     pipe.zrem(Keys.push_due(), openid)
     pipe.execute()
@@ -114,31 +115,6 @@ def activity_commands(openid: str, kind: str) -> list[Command]:
         ("ZADD", Keys.push_members(), "NX", repr(at), openid),
         ("HSET", key, "last_seen", now, "last_msg" if kind == "message" else "last_act", now),
     ]
-
-
-def record_cs_send(r: redis.Redis, openid: str) -> None:
-    """Note a customer-service message sent outside the digests (e.g. a late reply)."""
-    now = clock.now()
-    pipe = r.pipeline()
-    pipe.zadd(Keys.push_cs(openid), {f"{now:.6f}:{secrets.token_hex(3)}": now})
-    pipe.expire(Keys.push_cs(openid), MESSAGE_WINDOW)
-    pipe.execute()
-
-
-def cs_remaining(r: redis.Redis, openid: str) -> int:
-    """Customer-service messages the platform would still accept for ``openid`` right now."""
-    now = clock.now()
-    user = record(r, openid)
-    best = 0
-    for field, window, sends in (
-        ("last_msg", MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS),
-        ("last_act", EVENT_WINDOW, EVENT_WINDOW_SENDS),
-    ):
-        opened = float(user.get(field) or 0)
-        if opened and now - opened <= window:
-            used = r.zcount(Keys.push_cs(openid), opened, "+inf")
-            best = max(best, sends - used)
-    return best
 
 
 def learn(

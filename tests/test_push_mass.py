@@ -90,9 +90,9 @@ def test_a_subscription_account_makes_one_mass_call_a_day(world, monkeypatch, ca
     assert world.r.hget(Keys.push_report(TODAY), "daily|skipped-quota") == "5"
     for openid in skipped:  # slots given back, articles not marked as seen
         assert len(logged_sends(world.r, openid)) == 0
-        assert len(logged_sends(world.r, openid, mass=True)) == 0
+        assert len(logged_sends(world.r, openid, "mass")) == 0
         assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") is None
-        assert world.r.hget(Keys.user(openid), "cursor:daily") is None
+        assert world.r.hget(Keys.push_cursors(), openid) is None
     with caplog.at_level(logging.WARNING, logger="bot.push.runs"):
         assert runs.warn_left_out(world.setup, run) == 5
         assert runs.warn_left_out(world.setup, run) == 5

@@ -172,7 +172,7 @@ def test_quiet_hours_defer_to_the_subscribers_morning(world):
         (lambda w, o: w.r.hset(Keys.user(o), "last_seen", clock.now() - 91 * 86400),
          "skipped-inactive"),
         (lambda w, o: subscribers.learn(w.r, o, ["量子"]), "skipped-irrelevant"),
-        (lambda w, o: [subscribers.record_cs_send(w.r, o) for _ in range(4)], "skipped-window"),
+        (lambda w, o: [throttle_module.record_cs_send(w.r, o) for _ in range(4)], "skipped-window"),
     ],
     ids=["optout", "unsubscribed", "window", "inactive", "irrelevant", "last-slot"],
 )
@@ -222,7 +222,7 @@ def test_a_refusal_drops_the_send_and_gives_the_slot_back(world):
     assert counts == {"failed-api": 1}
     assert world.r.hget(Keys.push_ledger(run), openid).endswith("|48002")
     assert len(logged_sends(world.r, openid)) == 0
-    assert world.r.zcard(Keys.push_cs(openid)) == 0
+    assert logged_sends(world.r, openid, "cs") == {}
 
 
 def test_the_account_cap_counts_every_send(world):
@@ -275,7 +275,7 @@ def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
     sent = world.delivered()
     assert sorted(e["openid"] for e in sent) == sorted(openids[:2])
     assert {e["api"] for e in sent} == {"mass"}
-    assert len(logged_sends(world.r, openids[0], mass=True)) == 1
+    assert len(logged_sends(world.r, openids[0], "mass")) == 1
 
 
 def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
@@ -347,9 +347,42 @@ def test_pruning_drops_log_entries_past_their_window_and_empty_logs(world):
     world.clock.advance(3600 + 60)
     run, _ = world.run()
     assert all(set(logged_sends(world.r, o)) == {run} for o in openids)
+    assert all(set(logged_sends(world.r, o, "cs")) == {run} for o in openids)
     world.clock.advance(6 * 86400)
-    assert throttle_module.prune_logs(world.r) == 2
+    assert throttle_module.prune_logs(world.r) == 4  # both logs of both
     assert all(world.r.hexists(Keys.push_logs(), o) for o in openids)  # within the week: kept
+    assert world.r.hlen(Keys.push_cs_logs()) == 0  # past the 48 h window: gone
     world.clock.advance(86400 + 60)
     assert throttle_module.prune_logs(world.r) == 2
     assert world.r.hlen(Keys.push_logs()) == 0
+
+
+def test_a_digest_moves_only_its_own_cursor_past_what_it_sent(world):
+    openid = world.follower("max")
+    world.r.hset(Keys.push_cursors(), openid, "weekly 1000.000")
+    world.clock.advance(3600 + 60)
+    run, counts = world.run()
+    assert counts == {"sent": 1}
+    reserved = float(world.r.hget(Keys.push_ledger(run), openid).split("|")[1])
+    assert throttle_module.log_entries(world.r.hget(Keys.push_cursors(), openid)) == {
+        "weekly": 1000.0, "daily": pytest.approx(reserved, abs=0.001)
+    }
+    world.clock.advance(86400)  # tomorrow: nothing published since, nothing relevant
+    world.ask(openid)
+    assert world.run()[1] == {"skipped-irrelevant": 1}
+
+
+def test_a_send_settled_after_an_unfollow_puts_no_personal_data_back(world):
+    """The API call was in flight when they unfollowed: the purge stays a purge."""
+    openid = world.follower("ned")
+    world.clock.advance(3600 + 60)
+    slot = runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai", clock.now())
+    throttle = Throttle(world.r, runs.run_id("daily", slot), "daily", "custom",
+                        world.setup.config.push.limits, "d")
+    [decision] = throttle.decide([Candidate(openid, True)])
+    assert decision.reason == "reserved" and logged_sends(world.r, openid, "cs")
+    subscribers.on_unfollow(world.r, openid)
+    assert throttle.settle([(decision, "sent", "")]) == ["sent"]
+    assert not any(world.r.hexists(key, openid) for key in Keys.personal_fields())
+    assert len(logged_sends(world.r, openid)) == 1  # the caps still count it
+

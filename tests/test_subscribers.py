@@ -10,6 +10,7 @@ import pytest
 from bot import clock, subscribers
 from bot.clock import VirtualClock
 from bot.config import load_config
+from bot.push import throttle
 from bot.state import Keys
 
 T0 = 1_790_000_000.0
@@ -48,29 +49,33 @@ def test_unfollow_purges_personal_data_and_queued_sends(r, now):
     r.hset(Keys.push_pending("o1"), "daily:1", T0 + 100)
     r.zadd(Keys.push_due(), {"o1": T0 + 100})
     r.set(Keys.session("o1"), "x")
+    throttle.record_cs_send(r, "o1")
+    r.hset(Keys.push_cursors(), mapping={"o1": f"daily {T0}", "o2": f"daily {T0}"})
     subscribers.on_unfollow(r, "o1")
     assert not any(r.exists(key) for key in Keys.personal("o1"))
+    assert not any(r.hexists(key, "o1") for key in Keys.personal_fields())
+    assert r.hexists(Keys.push_cursors(), "o2")  # nobody else's
     assert r.zscore(Keys.push_members(), "o1") is None
     assert r.zscore(Keys.push_due(), "o1") is None
 
 
 def test_a_message_opens_the_48h_window_with_five_sends(r, now):
     subscribers.on_activity(r, "o1", "message")
-    assert subscribers.cs_remaining(r, "o1") == 5
+    assert throttle.cs_remaining(r, "o1") == 5
     for _ in range(2):
-        subscribers.record_cs_send(r, "o1")
-    assert subscribers.cs_remaining(r, "o1") == 3
+        throttle.record_cs_send(r, "o1")
+    assert throttle.cs_remaining(r, "o1") == 3
     now.advance(48 * 3600 + 1)
-    assert subscribers.cs_remaining(r, "o1") == 0
+    assert throttle.cs_remaining(r, "o1") == 0
     subscribers.on_activity(r, "o1", "message")
-    assert subscribers.cs_remaining(r, "o1") == 5
+    assert throttle.cs_remaining(r, "o1") == 5
 
 
 def test_a_click_opens_a_one_minute_window_with_three_sends(r, now):
     subscribers.on_activity(r, "o1", "click")
-    assert subscribers.cs_remaining(r, "o1") == 3
+    assert throttle.cs_remaining(r, "o1") == 3
     now.advance(61)
-    assert subscribers.cs_remaining(r, "o1") == 0
+    assert throttle.cs_remaining(r, "o1") == 0
 
 
 def test_unknown_activity_is_refused(r, now):

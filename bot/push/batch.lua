@@ -3,6 +3,12 @@
 -- the end (a script is atomic: nobody sees them in between), and the sliding logs they hold.
 local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
 
+-- The Redis server's clock in seconds, plus the simulation offset held at `offset_key`.
+local function server_now(offset_key)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', offset_key) or '0')
+end
+
 -- A batch view of the hash `key` for these openids. Returns value (openid -> value, false when
 -- absent), set(openid, value or false to delete), save() and changed (openid -> true once set).
 local function open_hash(key, openids)
@@ -35,33 +41,43 @@ local function open_hash(key, openids)
   return value, set, save, changed
 end
 
--- A subscriber's sliding log of sends, one field of a log hash: "run time;run time...".
+-- A subscriber's sliding log, one field of a log hash: "tag time;tag time...", a tag (a run id,
+-- a digest name) naming each entry; no tag holds a space or a ';'.
 local function log_entries(text)
-  local runs, times = {}, {}
+  local tags, times = {}, {}
   if text then
-    for run, at in string.gmatch(text, '([^ ;]+) ([^;]+)') do
-      runs[#runs + 1] = run
+    for tag, at in string.gmatch(text, '([^ ;]+) ([^;]+)') do
+      tags[#tags + 1] = tag
       times[#times + 1] = tonumber(at)
     end
   end
-  return runs, times
+  return tags, times
 end
 
--- The log with `run` at time `at` (moved when present; added when absent if `add`; removed when
+-- The log with `tag` at time `at` (moved when present; added when absent if `add`; removed when
 -- `at` is false) and without entries older than `keep_after`; false when nothing is left.
-local function log_with(text, run, at, keep_after, add)
-  local runs, times = log_entries(text)
+local function log_with(text, tag, at, keep_after, add)
+  local tags, times = log_entries(text)
   local parts, found = {}, false
-  for i = 1, #runs do
-    if runs[i] == run then
+  for i = 1, #tags do
+    if tags[i] == tag then
       found = true
-      if at then parts[#parts + 1] = run .. ' ' .. string.format('%.3f', at) end
+      if at then parts[#parts + 1] = tag .. ' ' .. string.format('%.3f', at) end
     elseif times[i] >= keep_after then
-      parts[#parts + 1] = runs[i] .. ' ' .. string.format('%.3f', times[i])
+      parts[#parts + 1] = tags[i] .. ' ' .. string.format('%.3f', times[i])
     end
   end
-  if at and add and not found then parts[#parts + 1] = run .. ' ' .. string.format('%.3f', at) end
+  if at and add and not found then parts[#parts + 1] = tag .. ' ' .. string.format('%.3f', at) end
   if #parts == 0 then return false end
   return table.concat(parts, ';')
 end
 
+-- How many entries of the log are at or after `since`.
+local function log_count(text, since)
+  local _, times = log_entries(text)
+  local n = 0
+  for i = 1, #times do
+    if times[i] >= since then n = n + 1 end
+  end
+  return n
+end

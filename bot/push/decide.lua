@@ -2,19 +2,19 @@
 -- gets one digest; reserve the sends that pass. One call decides a whole chunk.
 --
 -- KEYS: 1 run ledger, 2 account log (groups), 3 report hash, 4 due zset, 5 clock offset,
---       6 account group counts, 7 digest logs (hash: openid -> log), 8 mass logs (the same)
+--       6 account group counts, 7 digest logs (hash: openid -> log), 8 mass logs, 9 customer-
+--       service logs (the same)
 -- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass), 4 per_day, 5 per_week,
 --       6 account_daily, 7 inactive seconds, 8 window seconds, 9 window sends,
 --       10 mass per 31 days (0: not checked here), 11 lease seconds, 12 dry run (1|0),
 --       13 seconds the run's ledger is kept,
---       14-16 key prefixes (completed with the openid): user, customer-service log, pending hash;
---       17... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
+--       14-15 key prefixes (completed with the openid): user, pending hash;
+--       16... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
 --       intervals as "start,end,start,end..." in epoch seconds
 -- Returns, per subscriber, decision, time, fresh: reserved (send now), busy (another attempt
 -- holds it), unknown, deferred-quiet (time = when it is due), or a final decision; fresh is 0
 -- when an earlier attempt had already recorded it (nothing changed).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', KEYS[5]) or '0')
+local now = server_now(KEYS[5])
 local stamp = string.format('%.3f', now)
 local run, digest, channel = ARGV[1], ARGV[2], ARGV[3]
 local per_day_max, per_week_max = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -51,19 +51,20 @@ for i = 1, #live, 1000 do
 end
 
 local batch, ids = {}, {}
-for i = 17, #ARGV do
+for i = 16, #ARGV do
   local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
   batch[#batch + 1] = {openid, has_content, quiet}
   ids[#ids + 1] = openid
 end
 -- an openid given twice in a batch is decided once
 local entries, record, save_ledger, written = open_hash(ledger, ids)
--- the subscribers' sliding logs of digests and of mass sends (hash fields, see batch.lua)
+-- the subscribers' sliding logs of digests, mass and customer-service sends (batch.lua)
 local logs, set_log, save_logs = open_hash(KEYS[7], ids)
 local masses, set_mass, save_masses = open_hash(KEYS[8], ids)
+local cs, set_cs, save_cs = open_hash(KEYS[9], channel == 'custom' and ids or {})
 local month = 31 * day
 
-local user_prefix, cs_prefix, pending_prefix = ARGV[14], ARGV[15], ARGV[16]
+local user_prefix, pending_prefix = ARGV[14], ARGV[15]
 
 local function unpend(openid, prev)
   -- only a send deferred by this run left something pending for it
@@ -100,7 +101,7 @@ local function one(openid, has_content, quiet)
         -- it may have been delivered at any moment until now: count it from now
         set_log(openid, log_with(logs[openid], run, now, now - week, false))
         redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
-        redis.call('ZADD', cs_prefix .. openid, 'XX', now, 'digest|' .. run)
+        if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - 2 * day, false)) end
         set_mass(openid, log_with(masses[openid], run, now, now - month, false))
       end
       return 'unknown', at, 1
@@ -136,21 +137,17 @@ local function one(openid, has_content, quiet)
     end
   end
 
-  local cs = cs_prefix .. openid
   if channel == 'custom' then
     local opened = tonumber(u[4] or '0')
     if opened == 0 or now - opened > window then return final(openid, prev, 'skipped-window') end
     -- never use the last send of the window: the subscriber's next question may need it
-    if redis.call('ZCOUNT', cs, opened, '+inf') + 2 > window_sends then
+    if log_count(cs[openid], opened) + 2 > window_sends then
       return final(openid, prev, 'skipped-window')
     end
   elseif mass_cap > 0 then
-    local _, times = log_entries(masses[openid])
-    local used = 0
-    for i = 1, #times do
-      if times[i] >= now - month then used = used + 1 end
+    if log_count(masses[openid], now - month) >= mass_cap then
+      return final(openid, prev, 'skipped-quota')
     end
-    if used >= mass_cap then return final(openid, prev, 'skipped-quota') end
   end
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
@@ -169,8 +166,7 @@ local function one(openid, has_content, quiet)
   set_log(openid, log_with(logs[openid], run, now, now - week, true))
   reserved_here = reserved_here + 1
   if channel == 'custom' then
-    redis.call('ZADD', cs, now, 'digest|' .. run)
-    redis.call('EXPIRE', cs, 2 * day)
+    set_cs(openid, log_with(cs[openid], run, now, now - 2 * day, true))
   else
     set_mass(openid, log_with(masses[openid], run, now, now - month, true))
   end
@@ -188,6 +184,7 @@ end
 save_ledger()
 save_logs()
 save_masses()
+save_cs()
 if reserved_here > 0 then
   redis.call('ZADD', account, now, group)
   redis.call('HINCRBY', counts, group, reserved_here)

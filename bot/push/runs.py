@@ -39,7 +39,7 @@ from bot import clock, state
 from bot.config import Config, Digest
 from bot.push import receipts
 from bot.push.selection import FIRST_DIGEST_LOOKBACK, Catalog, Item, render
-from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle
+from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle, log_entries
 from bot.state import RUN_TTL, Keys
 from bot.wechat_api import ApiError, ApiUnreachable
 
@@ -261,15 +261,18 @@ def _candidates(
     """
     r, config = setup.redis, setup.config
     catalog = setup.catalog()
-    cursor_field = f"cursor:{digest.name}"
     replies = state.bulk(r, [
-        command
-        for openid in openids
-        for command in (
-            ("HMGET", Keys.user(openid), "tz", "quiet", "lang", "since", cursor_field),
-            ("ZRANGE", Keys.push_interests(openid), 0, -1, "WITHSCORES"),
-        )
+        *(
+            command
+            for openid in openids
+            for command in (
+                ("HMGET", Keys.user(openid), "tz", "quiet", "lang", "since"),
+                ("ZRANGE", Keys.push_interests(openid), 0, -1, "WITHSCORES"),
+            )
+        ),
+        ("HMGET", Keys.push_cursors(), *openids),
     ])
+    cursors = replies.pop()
     limits = config.push.limits
     default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
     mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
@@ -277,11 +280,12 @@ def _candidates(
     picks: dict[str, list[Item]] = {}
     langs: dict[str, str] = {}
     chosen: dict[tuple[object, ...], list[Item]] = {}  # many subscribers share interests
-    for openid, (tz, quiet, lang, since, cursor), terms in zip(
-        openids, replies[::2], replies[1::2], strict=True
+    for openid, (tz, quiet, lang, since), terms, cursor in zip(
+        openids, replies[::2], replies[1::2], cursors, strict=True
     ):
         interests = _weights(terms)
-        start = float(cursor) if cursor else float(since or now) - FIRST_DIGEST_LOOKBACK
+        last = log_entries(cursor).get(digest.name)
+        start = last if last is not None else float(since or now) - FIRST_DIGEST_LOOKBACK
         if digest.channel == "custom":
             memo = (start, *interests.items())
             picked = chosen.get(memo)

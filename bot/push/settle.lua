@@ -8,19 +8,17 @@
 -- the delivery, not after the reservation.
 --
 -- KEYS: 1 run ledger, 2 report hash, 3 account log (groups, see decide.lua), 4 clock offset,
---       5 account group counts, 6 digest logs, 7 mass logs (hashes: openid -> log, batch.lua)
--- ARGV: 1 run id, 2 digest name, 3 the user's cursor field,
---       4-5 key prefixes (completed with the openid): user, customer-service log;
---       6 channel (custom|mass);
---       7... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
+--       5 account group counts, 6 digest logs, 7 mass logs, 8 customer-service logs, 9 cursors
+--       (hashes: openid -> log, batch.lua), 10 members (zset: the subscribed)
+-- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass);
+--       4... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
 --       of sent, unknown, failed-api, retry, skipped-quota (the subscription account's one mass
 --       send of the day was taken by another chunk: no call was made)
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
 -- the truth "sent" replaces that. Returns the decision now recorded for each send.
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', KEYS[4]) or '0')
-local run, digest, cursor, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
+local now = server_now(KEYS[4])
+local run, digest, channel = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local tally = {}
 local function count(reason, n)
@@ -31,19 +29,28 @@ local counts = KEYS[5]
 local week, month = 7 * 86400, 31 * 86400
 
 local batch, ids = {}, {}
-for i = 7, #ARGV do
+for i = 4, #ARGV do
   batch[#batch + 1] = {string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$')}
   ids[#ids + 1] = batch[#batch][1]
 end
 local current_of, record, save_ledger = open_hash(ledger, ids)
 local logs, set_log, save_logs = open_hash(KEYS[6], ids)
 local masses, set_mass, save_masses = open_hash(KEYS[7], ids)
+local cs, set_cs, save_cs = open_hash(KEYS[8], channel == 'custom' and ids or {})
+local cursors, set_cursor, save_cursors = open_hash(KEYS[9], ids)
+-- who is still subscribed: an unsubscribe purged their cursor, which must stay gone
+local member = {}
+for i = 1, #ids, 1000 do
+  local part = {unpack(ids, i, math.min(i + 999, #ids))}
+  local scores = redis.call('ZMSCORE', KEYS[10], unpack(part))
+  for j = 1, #part do member[part[j]] = scores[j] end
+end
 
 local restamped = {}
 local function restamp(openid, at)
   set_log(openid, log_with(logs[openid], run, now, now - week, false))
   if channel == 'custom' then
-    redis.call('ZADD', ARGV[5] .. openid, 'XX', now, 'digest|' .. run)
+    if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - 2 * 86400, false)) end
   else
     set_mass(openid, log_with(masses[openid], run, now, now - month, false))
   end
@@ -59,8 +66,9 @@ end
 -- repeated), unless they unsubscribed meanwhile
 local function delivered(openid, at)
   restamp(openid, at)
-  local user = ARGV[4] .. openid
-  if redis.call('EXISTS', user) == 1 then redis.call('HSET', user, cursor, at) end
+  if member[openid] then
+    set_cursor(openid, log_with(cursors[openid], digest, tonumber(at), 0, true))
+  end
 end
 
 local function one(openid, reserved, outcome, detail)
@@ -86,7 +94,7 @@ local function one(openid, reserved, outcome, detail)
     local group = run .. '|' .. at
     if redis.call('HEXISTS', counts, group) == 1 then redis.call('HINCRBY', counts, group, -1) end
     if channel == 'custom' then
-      redis.call('ZREM', ARGV[5] .. openid, 'digest|' .. run)
+      if cs[openid] then set_cs(openid, log_with(cs[openid], run, false, now - 2 * 86400, false)) end
     else
       set_mass(openid, log_with(masses[openid], run, false, now - month, false))
     end
@@ -102,5 +110,7 @@ end
 save_ledger()
 save_logs()
 save_masses()
+save_cs()
+save_cursors()
 for reason, n in pairs(tally) do redis.call('HINCRBY', report, digest .. '|' .. reason, n) end
 return out

@@ -9,10 +9,12 @@ account's holds one entry per group of sends a call reserved, with its count, ti
 of them), so workers with skewed clocks cannot over-send and no window lets twice the cap
 through.
 A send that passes is *reserved* in the run's ledger and counted before any API call.
-``settle.lua`` records the outcome once and gives back the slots of a send that never left.
-Both start with ``batch.lua``: the run's ledger and the subscribers' sliding logs (fields of one
-hash each) read for a whole batch in one call and written in one, so a chunk costs Redis a few
-commands per subscriber, not a dozen.
+``settle.lua`` records the outcome once, gives back the slots of a send that never left and
+moves the subscriber's cursor past what may have reached them. Both start with ``batch.lua``: the
+run's ledger, the subscribers' sliding logs and cursors (fields of one hash each) read for a whole
+batch in one call and written in one, so a chunk costs Redis about one command per subscriber
+(their record), not a dozen. Late replies log their use of the 48 h window through
+:func:`record_cs_send`.
 
 Decisions (the ledger keeps one per subscriber and run, the report counts them per day):
 :data:`FINAL` plus ``reserved`` (an API call in flight), ``deferred-quiet``, ``retry``.
@@ -20,6 +22,7 @@ Decisions (the ledger keeps one per subscriber and run, the report counts them p
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import redis
 
+from bot import clock, subscribers
 from bot.config import Limits
 from bot.push import timebase
 from bot.state import RUN_TTL, Keys
@@ -127,7 +131,7 @@ class Throttle:
             args.append(f"{c.openid}\t{1 if c.has_content else 0}\t{quiet}")
         keys = [Keys.push_ledger(self.run), Keys.push_account(), self.report_key, Keys.push_due(),
                 Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
-                Keys.push_mass_logs()]
+                Keys.push_mass_logs(), Keys.push_cs_logs()]
         timebase.publish(self.r)
         flat = [_text(v) for v in self._decide(keys=keys, args=args)]
         out = []
@@ -145,23 +149,56 @@ class Throttle:
             return []
         keys = [Keys.push_ledger(self.run), self.report_key, Keys.push_account(),
                 Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
-                Keys.push_mass_logs()]
+                Keys.push_mass_logs(), Keys.push_cs_logs(), Keys.push_cursors(),
+                Keys.push_members()]
         timebase.publish(self.r)
-        args = [self.run, self.digest, f"cursor:{self.digest}", *_SETTLE_PREFIXES, self.channel,
-                *records]
+        args = [self.run, self.digest, self.channel, *records]
         return [_text(v) for v in self._settle(keys=keys, args=args)]
 
 
-_PREFIXES = (Keys.user(""), Keys.push_cs(""), Keys.push_pending(""))
-"""Key prefixes the scripts complete with an openid (the keys themselves are built by Keys)."""
+_PREFIXES = (Keys.user(""), Keys.push_pending(""))
+"""Key prefixes decide.lua completes with an openid (the keys themselves are built by Keys)."""
 
-_SETTLE_PREFIXES = (Keys.user(""), Keys.push_cs(""))
+LOGS = {
+    "digest": (Keys.push_logs(), 7 * 86400),
+    "mass": (Keys.push_mass_logs(), 31 * 86400),
+    "cs": (Keys.push_cs_logs(), MESSAGE_WINDOW),
+}
+"""The sliding logs: name -> (hash, seconds an entry counts). Their format is in batch.lua."""
 
 
-def logged_sends(r: redis.Redis, openid: str, mass: bool = False) -> dict[str, float]:
-    """A subscriber's sliding log: run -> time of the send (the digest log, or the mass log)."""
-    text = r.hget(Keys.push_mass_logs() if mass else Keys.push_logs(), openid) or ""
-    return {run: float(at) for run, _, at in (e.partition(" ") for e in text.split(";") if e)}
+def log_entries(text: str | None) -> dict[str, float]:
+    """One field of a log hash (a sliding log, the cursors) as tag -> time."""
+    entries = (e.partition(" ") for e in (text or "").split(";") if e)
+    return {tag: float(at) for tag, _, at in entries}
+
+
+def logged_sends(r: redis.Redis, openid: str, log: str = "digest") -> dict[str, float]:
+    """A subscriber's sliding log ``log`` (a name of :data:`LOGS`): tag -> time of the send."""
+    return log_entries(r.hget(LOGS[log][0], openid))
+
+
+def record_cs_send(r: redis.Redis, openid: str) -> None:
+    """Log a customer-service message sent outside the digests (e.g. a late reply)."""
+    script = r.register_script(_script("window.lua"))
+    script(keys=[Keys.push_cs_logs()],
+           args=[openid, f"reply:{secrets.token_hex(4)}", f"{clock.now():.3f}", MESSAGE_WINDOW])
+
+
+def cs_remaining(r: redis.Redis, openid: str) -> int:
+    """Customer-service messages the platform would still accept for ``openid`` right now."""
+    now = clock.now()
+    user = subscribers.record(r, openid)
+    sent = logged_sends(r, openid, "cs").values()
+    best = 0
+    for field, window, sends in (
+        ("last_msg", MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS),
+        ("last_act", subscribers.EVENT_WINDOW, subscribers.EVENT_WINDOW_SENDS),
+    ):
+        opened = float(user.get(field) or 0)
+        if opened and now - opened <= window:
+            best = max(best, sends - sum(1 for at in sent if at >= opened))
+    return best
 
 
 def prune_logs(r: redis.Redis, count: int = 1000) -> int:
@@ -172,13 +209,12 @@ def prune_logs(r: redis.Redis, count: int = 1000) -> int:
     """
     script = r.register_script(_script("prune.lua"))
     done = 0
-    for field, key in (("digest", Keys.push_logs()), ("mass", Keys.push_mass_logs())):
-        cursor, found = r.hscan(key, int(r.hget(Keys.push_logs_cursor(), field) or 0), count=count)
+    for name, (key, keep) in LOGS.items():
+        cursor, found = r.hscan(key, int(r.hget(Keys.push_logs_cursor(), name) or 0), count=count)
         openids = list(found)
         if openids:
-            done += int(script(keys=[Keys.push_logs(), Keys.push_mass_logs(),
-                                     Keys.clock_offset()], args=openids))
-        r.hset(Keys.push_logs_cursor(), field, cursor)
+            done += int(script(keys=[key, Keys.clock_offset()], args=[keep, *openids]))
+        r.hset(Keys.push_logs_cursor(), name, cursor)
     return done
 
 
