@@ -60,7 +60,7 @@ end
 local entries, record, save_ledger, written = open_hash(ledger, ids)
 -- the subscribers' sliding logs of digests, mass and customer-service sends (batch.lua)
 local logs, set_log, save_logs = open_hash(KEYS[7], ids)
-local masses, set_mass, save_masses = open_hash(KEYS[8], ids)
+local masses, set_mass, save_masses = open_hash(KEYS[8], channel == 'mass' and ids or {})
 local cs, set_cs, save_cs = open_hash(KEYS[9], channel == 'custom' and ids or {})
 local month = 31 * day
 
@@ -102,7 +102,9 @@ local function one(openid, has_content, quiet)
         set_log(openid, log_with(logs[openid], run, now, now - week, false))
         redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
         if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - 2 * day, false)) end
-        set_mass(openid, log_with(masses[openid], run, now, now - month, false))
+        if masses[openid] then
+          set_mass(openid, log_with(masses[openid], run, now, now - month, false))
+        end
       end
       return 'unknown', at, 1
     elseif state ~= 'deferred-quiet' and state ~= 'retry' then
@@ -152,13 +154,10 @@ local function one(openid, has_content, quiet)
 
   local per_day = math.min(tonumber(u[5] or per_day_max), per_day_max)
   local per_week = math.min(tonumber(u[6] or per_week_max), per_week_max)
-  local _, sent_at = log_entries(logs[openid])
-  local in_day, in_week = 0, 0
-  for i = 1, #sent_at do
-    if sent_at[i] >= now - day then in_day = in_day + 1 end
-    if sent_at[i] >= now - week then in_week = in_week + 1 end
+  local log = logs[openid]
+  if log_count(log, now - day) >= per_day or log_count(log, now - week) >= per_week then
+    return final(openid, prev, 'skipped-cap')
   end
-  if in_day >= per_day or in_week >= per_week then return final(openid, prev, 'skipped-cap') end
   if account_used >= account_daily then return final(openid, prev, 'skipped-account-cap') end
   if dry then return 'would-send', stamp, 1 end
 

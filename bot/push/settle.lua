@@ -35,7 +35,7 @@ for i = 4, #ARGV do
 end
 local current_of, record, save_ledger = open_hash(ledger, ids)
 local logs, set_log, save_logs = open_hash(KEYS[6], ids)
-local masses, set_mass, save_masses = open_hash(KEYS[7], ids)
+local masses, set_mass, save_masses = open_hash(KEYS[7], channel == 'mass' and ids or {})
 local cs, set_cs, save_cs = open_hash(KEYS[8], channel == 'custom' and ids or {})
 local cursors, set_cursor, save_cursors = open_hash(KEYS[9], ids)
 -- who is still subscribed: an unsubscribe purged their cursor, which must stay gone
