@@ -381,7 +381,8 @@ def bulk(client: redis.Redis, commands: Sequence[Sequence[str | int | float]]) -
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
-        connection.send_packed_command([hiredis.pack_command(tuple(c)) for c in commands])
+        # one buffer: given a list, redis-py makes one sendall (a system call) per command
+        connection.send_packed_command([b"".join(hiredis.pack_command(tuple(c)) for c in commands)])
         return [connection.read_response() for _ in commands]
     except BaseException:
         connection.disconnect()  # replies may be left unread: this connection cannot be reused
