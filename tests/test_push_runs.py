@@ -386,3 +386,22 @@ def test_a_send_settled_after_an_unfollow_puts_no_personal_data_back(world):
     assert not any(world.r.hexists(key, openid) for key in Keys.personal_fields())
     assert len(logged_sends(world.r, openid)) == 1  # the caps still count it
 
+
+
+def test_a_batch_longer_than_one_call_of_arguments_is_decided_and_settled_whole(world):
+    """Batches go to Redis 1000 arguments at a time (batch.lua's in_parts): none is lost."""
+    openids = [f"o{i:04d}" for i in range(1203)]
+    for openid in openids:
+        subscribers.on_follow(world.r, openid)
+        subscribers.on_activity(world.r, openid, "message")
+    world.clock.advance(3600 + 60)
+    limits = world.setup.config.push.limits.model_copy(update={"account_daily": 5000})
+    throttle = Throttle(world.r, "daily@1", "daily", "custom", limits, "d")
+    decisions = throttle.decide([Candidate(o, True) for o in openids])
+    assert [d.reason for d in decisions] == ["reserved"] * len(openids)
+    assert throttle.settle([(d, "sent", "") for d in decisions]) == ["sent"] * len(openids)
+    for key in (Keys.push_logs(), Keys.push_cs_logs(), Keys.push_cursors()):
+        assert world.r.hlen(key) == len(openids)
+    assert world.r.hvals(Keys.push_ledger("daily@1")) == [
+        d.reserved.replace("reserved", "sent") for d in decisions
+    ]

@@ -1,4 +1,4 @@
--- Shared by decide.lua and settle.lua (put in front of each when it is registered, see
+-- Shared by the throttle's scripts (put in front of each when it is registered, see
 -- throttle.py): hashes read for a whole batch of subscribers in one call and written in one at
 -- the end (a script is atomic: nobody sees them in between), and the sliding logs they hold.
 local unpack = unpack or table.unpack  -- Lua 5.1 in Redis, 5.2+ elsewhere
@@ -9,15 +9,26 @@ local function server_now(offset_key)
   return tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(redis.call('GET', offset_key) or '0')
 end
 
+-- `command key` with the items of `list` as its arguments, in calls of at most 1000 of them (a
+-- batch can be longer than Lua's stack allows); the replies of a command that answers one value
+-- per argument (HMGET, ZMSCORE), in the order of `list`.
+local function in_parts(command, key, list)
+  local replies = {}
+  for i = 1, #list, 1000 do
+    local got = redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+    if type(got) == 'table' then
+      for j = 1, #got do replies[i + j - 1] = got[j] end
+    end
+  end
+  return replies
+end
+
 -- A batch view of the hash `key` for these openids. Returns value (openid -> value, false when
 -- absent), set(openid, value or false to delete), save() and changed (openid -> true once set).
 local function open_hash(key, openids)
   local value, changed, order = {}, {}, {}
-  for i = 1, #openids, 1000 do
-    local ids = {unpack(openids, i, math.min(i + 999, #openids))}
-    local got = redis.call('HMGET', key, unpack(ids))
-    for j = 1, #ids do value[ids[j]] = got[j] end
-  end
+  local got = in_parts('HMGET', key, openids)
+  for i = 1, #openids do value[openids[i]] = got[i] end
   local function set(openid, v)
     if not changed[openid] then
       changed[openid] = true
@@ -35,11 +46,15 @@ local function open_hash(key, openids)
         drop[#drop + 1] = openid
       end
     end
-    for i = 1, #put, 1000 do redis.call('HSET', key, unpack(put, i, math.min(i + 999, #put))) end
-    for i = 1, #drop, 1000 do redis.call('HDEL', key, unpack(drop, i, math.min(i + 999, #drop))) end
+    in_parts('HSET', key, put)  -- 1000 arguments are 500 whole pairs
+    in_parts('HDEL', key, drop)
   end
   return value, set, save, changed
 end
+
+-- How long each sliding log keeps an entry: the longest window a rule counts it in (the weekly
+-- cap, the service account's 4 mass sends in 31 days, the 48 h customer-service window).
+local KEEP = {digest = 7 * 86400, mass = 31 * 86400, cs = 2 * 86400}
 
 -- A subscriber's sliding log, one field of a log hash: "tag time;tag time...", a tag (a run id,
 -- a digest name) naming each entry; no tag holds a space or a ';'. The entries are read with

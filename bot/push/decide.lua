@@ -22,7 +22,7 @@ local account_daily, inactive = tonumber(ARGV[6]), tonumber(ARGV[7])
 local window, window_sends = tonumber(ARGV[8]), tonumber(ARGV[9])
 local mass_cap, lease, dry = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12] == '1'
 local ledger, account, report, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local day, week = 86400, 7 * 86400
+local day, week, month = 86400, KEEP.digest, KEEP.mass
 local out = {}
 local tally = {}
 local parsed = {}
@@ -38,17 +38,13 @@ local group = run .. '|' .. stamp
 local reserved_here = 0
 if not dry then
   local expired = redis.call('ZRANGEBYSCORE', account, '-inf', '(' .. (now - day))
-  for i = 1, #expired, 1000 do
-    redis.call('HDEL', counts, unpack(expired, i, math.min(i + 999, #expired)))
-  end
+  in_parts('HDEL', counts, expired)
   if #expired > 0 then redis.call('ZREMRANGEBYSCORE', account, '-inf', '(' .. (now - day)) end
 end
 local account_used = 0
 local live = redis.call('ZRANGEBYSCORE', account, now - day, '+inf')
-for i = 1, #live, 1000 do
-  local n = redis.call('HMGET', counts, unpack(live, i, math.min(i + 999, #live)))
-  for j = 1, #n do account_used = account_used + tonumber(n[j] or '0') end
-end
+local sizes = in_parts('HMGET', counts, live)
+for i = 1, #live do account_used = account_used + tonumber(sizes[i] or '0') end
 
 local batch, ids = {}, {}
 for i = 16, #ARGV do
@@ -62,7 +58,6 @@ local entries, record, save_ledger, written = open_hash(ledger, ids)
 local logs, set_log, save_logs = open_hash(KEYS[7], ids)
 local masses, set_mass, save_masses = open_hash(KEYS[8], channel == 'mass' and ids or {})
 local cs, set_cs, save_cs = open_hash(KEYS[9], channel == 'custom' and ids or {})
-local month = 31 * day
 
 local user_prefix, pending_prefix = ARGV[14], ARGV[15]
 
@@ -101,7 +96,7 @@ local function one(openid, has_content, quiet)
         -- it may have been delivered at any moment until now: count it from now
         set_log(openid, log_with(logs[openid], run, now, now - week, false))
         redis.call('ZADD', account, 'XX', now, run .. '|' .. at)
-        if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - 2 * day, false)) end
+        if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - KEEP.cs, false)) end
         if masses[openid] then
           set_mass(openid, log_with(masses[openid], run, now, now - month, false))
         end
@@ -165,7 +160,7 @@ local function one(openid, has_content, quiet)
   set_log(openid, log_with(logs[openid], run, now, now - week, true))
   reserved_here = reserved_here + 1
   if channel == 'custom' then
-    set_cs(openid, log_with(cs[openid], run, now, now - 2 * day, true))
+    set_cs(openid, log_with(cs[openid], run, now, now - KEEP.cs, true))
   else
     set_mass(openid, log_with(masses[openid], run, now, now - month, true))
   end

@@ -26,7 +26,7 @@ local function count(reason, n)
 end
 
 local counts = KEYS[5]
-local week, month = 7 * 86400, 31 * 86400
+local week, month = KEEP.digest, KEEP.mass
 
 local batch, ids = {}, {}
 for i = 4, #ARGV do
@@ -40,17 +40,14 @@ local cs, set_cs, save_cs = open_hash(KEYS[8], channel == 'custom' and ids or {}
 local cursors, set_cursor, save_cursors = open_hash(KEYS[9], ids)
 -- who is still subscribed: an unsubscribe purged their cursor, which must stay gone
 local member = {}
-for i = 1, #ids, 1000 do
-  local part = {unpack(ids, i, math.min(i + 999, #ids))}
-  local scores = redis.call('ZMSCORE', KEYS[10], unpack(part))
-  for j = 1, #part do member[part[j]] = scores[j] end
-end
+local scores = in_parts('ZMSCORE', KEYS[10], ids)
+for i = 1, #ids do member[ids[i]] = scores[i] end
 
 local restamped = {}
 local function restamp(openid, at)
   set_log(openid, log_with(logs[openid], run, now, now - week, false))
   if channel == 'custom' then
-    if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - 2 * 86400, false)) end
+    if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - KEEP.cs, false)) end
   else
     set_mass(openid, log_with(masses[openid], run, now, now - month, false))
   end
@@ -94,7 +91,7 @@ local function one(openid, reserved, outcome, detail)
     local group = run .. '|' .. at
     if redis.call('HEXISTS', counts, group) == 1 then redis.call('HINCRBY', counts, group, -1) end
     if channel == 'custom' then
-      if cs[openid] then set_cs(openid, log_with(cs[openid], run, false, now - 2 * 86400, false)) end
+      if cs[openid] then set_cs(openid, log_with(cs[openid], run, false, now - KEEP.cs, false)) end
     else
       set_mass(openid, log_with(masses[openid], run, false, now - month, false))
     end

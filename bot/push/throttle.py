@@ -159,12 +159,9 @@ class Throttle:
 _PREFIXES = (Keys.user(""), Keys.push_pending(""))
 """Key prefixes decide.lua completes with an openid (the keys themselves are built by Keys)."""
 
-LOGS = {
-    "digest": (Keys.push_logs(), 7 * 86400),
-    "mass": (Keys.push_mass_logs(), 31 * 86400),
-    "cs": (Keys.push_cs_logs(), MESSAGE_WINDOW),
-}
-"""The sliding logs: name -> (hash, seconds an entry counts). Their format is in batch.lua."""
+LOGS = {"digest": Keys.push_logs(), "mass": Keys.push_mass_logs(), "cs": Keys.push_cs_logs()}
+"""The sliding logs: name -> hash. Their format, and how long each keeps an entry (``KEEP``),
+are in batch.lua."""
 
 
 def log_entries(text: str | None) -> dict[str, float]:
@@ -175,14 +172,14 @@ def log_entries(text: str | None) -> dict[str, float]:
 
 def logged_sends(r: redis.Redis, openid: str, log: str = "digest") -> dict[str, float]:
     """A subscriber's sliding log ``log`` (a name of :data:`LOGS`): tag -> time of the send."""
-    return log_entries(r.hget(LOGS[log][0], openid))
+    return log_entries(r.hget(LOGS[log], openid))
 
 
 def record_cs_send(r: redis.Redis, openid: str) -> None:
     """Log a customer-service message sent outside the digests (e.g. a late reply)."""
     script = r.register_script(_script("window.lua"))
     script(keys=[Keys.push_cs_logs()],
-           args=[openid, f"reply:{secrets.token_hex(4)}", f"{clock.now():.3f}", MESSAGE_WINDOW])
+           args=[openid, f"reply:{secrets.token_hex(4)}", f"{clock.now():.3f}"])
 
 
 def cs_remaining(r: redis.Redis, openid: str) -> int:
@@ -209,11 +206,11 @@ def prune_logs(r: redis.Redis, count: int = 1000) -> int:
     """
     script = r.register_script(_script("prune.lua"))
     done = 0
-    for name, (key, keep) in LOGS.items():
+    for name, key in LOGS.items():
         cursor, found = r.hscan(key, int(r.hget(Keys.push_logs_cursor(), name) or 0), count=count)
         openids = list(found)
         if openids:
-            done += int(script(keys=[key, Keys.clock_offset()], args=[keep, *openids]))
+            done += int(script(keys=[key, Keys.clock_offset()], args=[name, *openids]))
         r.hset(Keys.push_logs_cursor(), name, cursor)
     return done
 
