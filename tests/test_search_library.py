@@ -41,6 +41,14 @@ def write(path: Path, title: str, body: str) -> None:
     path.write_text(f"---\ntitle: {title}\n---\n{body}\n", encoding="utf-8")
 
 
+def edit_unseen(target: Path, old: str, new: str) -> os.stat_result:
+    """Replace ``old`` by ``new`` in ``target`` keeping its times: what ``stat`` sees before."""
+    stat = target.stat()
+    target.write_text(target.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return stat
+
+
 def test_wechat_gets_an_excerpt_naming_its_article(library: Library) -> None:
     answer = library.answer("微信")
     assert answer.found
@@ -135,10 +143,7 @@ def test_a_reload_request_makes_refresh_rescan(
     generation = {"value": "1"}
     library = Library.open(content_dir, config_dir, tmp_path / "cache", lambda: generation["value"])
     target = content_dir / "wechat-self-media-way-of-life.md"
-    stat = target.stat()
-    text = target.read_text(encoding="utf-8").replace("way of life", "manner of living")
-    target.write_text(text, encoding="utf-8")
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    stat = edit_unseen(target, "way of life", "manner of living")
     if target.stat().st_size == stat.st_size:  # same size and time: only a rescan can tell
         assert not library.refresh()
     generation["value"] = "2"
@@ -244,10 +249,7 @@ def test_kept_rankings_are_forgotten_on_a_reload_request(
     library = Library.open(content_dir, config_dir, tmp_path / "cache", lambda: generation["value"])
     target = content_dir / "wechat-self-media-way-of-life.md"
     assert "manner of living" not in library.answer("manner of living").text
-    stat = target.stat()
-    text = target.read_text(encoding="utf-8").replace("way of life", "manner of living")
-    target.write_text(text, encoding="utf-8")
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edit_unseen(target, "way of life", "manner of living")
     generation["value"] = "2"  # `content reload`
     library.refresh()
     assert "manner of living" in library.answer("manner of living").text
