@@ -40,9 +40,10 @@ from rq import Queue, SimpleWorker, Worker  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from bot import clock, state  # noqa: E402
-from bot.config import load_config  # noqa: E402
 from bot.push import runs  # noqa: E402
 from bot.push.selection import Catalog  # noqa: E402
+from bot.services import Services, build  # noqa: E402
+from bot.settings import Settings  # noqa: E402
 from bot.state import Keys  # noqa: E402
 
 TERMS = ["微信", "产品", "设计", "search", "用户", "价值观", "社交", "内容", "平台", "增长"]
@@ -61,15 +62,16 @@ class NoApi:
         return 1
 
 
-_SETUP: runs.Setup | None = None
+_SETUP: Services | None = None
 
 
-def setup() -> runs.Setup:
-    """This process's setup (built after the fork)."""
+def setup() -> Services:
+    """This process's services, with the no-op API (built after the fork)."""
     global _SETUP
     if _SETUP is None:
-        r = state.connect(URL)
-        _SETUP = runs.Setup(r, load_config(FOLDER / "config"), NoApi(), FOLDER / "content")
+        settings = Settings(redis_url=URL, config_dir=FOLDER / "config",
+                            content_dir=FOLDER / "content", data_dir=FOLDER / "var")
+        _SETUP = build(settings, api=NoApi())
     return _SETUP
 
 
@@ -103,7 +105,7 @@ def naive_job(run: str, openid: str) -> str:
     else:
         interests = dict(r.zrange(Keys.push_interests(openid), 0, -1, withscores=True))
         since = float(user.get("since", now)) - 7 * 86400
-        picked = s.catalog().pick(interests, since, now, 3)
+        picked = runs.catalog(s).pick(interests, since, now, 3)
         local = dt.datetime.fromtimestamp(now, ZoneInfo(user.get("tz") or "Asia/Shanghai"))
         if not picked:
             reason = "skipped-irrelevant"
@@ -166,7 +168,7 @@ def work(queue_name: str) -> None:
     """A worker process, as in production: waiting for jobs before any is enqueued."""
     global _SETUP
     _SETUP = None  # never share the parent's connections across the fork
-    setup().catalog()  # what a real worker preloads before its first job
+    runs.catalog(setup())  # what a real worker preloads before its first job
     r = state.bytes_client(state.connect(URL))
     queue = Queue(queue_name, connection=r, serializer=JSONSerializer)
     SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(

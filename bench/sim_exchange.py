@@ -32,15 +32,15 @@ sys.path.insert(0, str(ROOT))
 
 from bot import clock  # noqa: E402
 from bot.app import create_app  # noqa: E402
-from bot.config import load_config  # noqa: E402
 from bot.search import Library  # noqa: E402
+from bot.services import build  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.simulator.actions import parse_action  # noqa: E402
 from bot.simulator.api import create_api  # noqa: E402
 from bot.simulator.driver import Driver, openid_for  # noqa: E402
 from bot.simulator.platform import ApiError  # noqa: E402
 from bot.simulator.server import BackgroundServer  # noqa: E402
-from bot.wire import build_message, signed_request  # noqa: E402
+from bot.simulator.wire import build_message, signed_request  # noqa: E402
 
 QUESTION = "微信公众平台的价值观是什么"
 CHEAP = "帮助"
@@ -121,9 +121,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder) / "var")
         library = Library.open(ROOT / "content", ROOT / "config", Path(folder) / "index")
-        app = create_app(settings, config=load_config(ROOT / "config"),
-                         redis_client=fakeredis.FakeRedis(decode_responses=True),
-                         library=library)
+        app = create_app(build(settings, redis_client=fakeredis.FakeRedis(decode_responses=True),
+                               library=library))
         with BackgroundServer(app) as web:
             webhook = web.url + "/wechat"
             with BackgroundServer(create_api(settings, webhook_url=webhook)) as api:

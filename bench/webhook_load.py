@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot import state  # noqa: E402
 from bot.settings import DEV_TOKEN  # noqa: E402
-from bot.wire import signature  # noqa: E402
+from bot.wechat.signing import signature  # noqa: E402
 
 QUESTIONS = [
     "微信公众平台的价值观是什么",

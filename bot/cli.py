@@ -1,9 +1,10 @@
 """``python -m bot ...``: the command line of the bot.
 
-The root group lives here with the process commands (``run``, ``web``, ``worker``, ``menu``);
-each area adds its own group from a ``commands`` module of its own (``search``/``content`` from
-``bot.search.commands``, ``sim`` from ``bot.simulator.commands``, ``push`` from
-``bot.push.commands``), registered in :func:`main`.
+The root group lives here with the process commands (``run``, ``web``, ``worker``, ``check``,
+``menu``); each area adds its own group from a ``commands`` module of its own
+(``search``/``content`` from ``bot.search.commands``, ``push`` from ``bot.push.commands``, ``sim``
+from ``bot.simulator.commands``), registered in :func:`main`. Every command that needs the bot's
+parts takes them from :func:`open_services` (the composition root, :mod:`bot.services`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,7 +21,10 @@ from bot import clock
 from bot.config import ConfigError
 from bot.settings import Settings, SettingsError
 
-AREA_COMMANDS = ("bot.search.commands", "bot.simulator.commands", "bot.push.commands")
+if TYPE_CHECKING:
+    from bot.services import Services
+
+AREA_COMMANDS = ("bot.search.commands", "bot.push.commands", "bot.simulator.commands")
 """Modules that each export ``COMMANDS``: click commands or groups added to the root group."""
 
 
@@ -42,6 +47,19 @@ def load_settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_services(offline: bool = False) -> Services:
+    """The bot's services from the environment, or exit naming the variable or file that is wrong.
+
+    ``offline``: never connect to Redis (commands about content/ alone).
+    """
+    from bot import services
+
+    try:
+        return services.build(offline=offline)
+    except (SettingsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -86,23 +104,40 @@ def run(port: int, sim_port: int, no_sim: bool, start: str | None, speed: float)
 
 
 @cli.command()
-@click.option("--port", default=8700, show_default=True, envvar="BOT_PORT")
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
-def web(port: int, workers: int) -> None:
-    """Serve the webhook under gunicorn (what the Procfile's web line runs)."""
+@click.option(
+    "--port", default=8700, show_default=True, envvar=["PORT", "BOT_PORT"],
+    help="Port to listen on (env PORT or BOT_PORT).",
+)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--workers", default=2, show_default=True, envvar="WEB_CONCURRENCY",
+    help="gunicorn worker processes (env WEB_CONCURRENCY).",
+)
+def web(port: int, host: str, workers: int) -> None:
+    """Serve the webhook under gunicorn: the Procfile's web line, and what `run` starts."""
     from bot.runner import gunicorn_command
+    from bot.services import validate
 
-    load_settings()
-    os.execvp(sys.executable, gunicorn_command(port=port, workers=workers))
+    settings = load_settings()
+    try:
+        validate(settings.config_dir)  # fail here, naming the file, not in every gunicorn worker
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    os.execvp(sys.executable, gunicorn_command(port=port, workers=workers, host=host))
 
 
 @cli.command()
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 def worker(burst: bool) -> None:
     """Run an RQ worker with its scheduler (what the Procfile's worker line runs)."""
-    from bot.jobs import run_worker
+    from bot import services
+    from bot.worker import run_worker
 
-    run_worker(load_settings(), burst=burst)
+    try:
+        services.current()  # what every job of this process uses, built and checked once
+    except (SettingsError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    run_worker(burst=burst)
 
 
 @cli.group()
@@ -113,35 +148,28 @@ def menu() -> None:
 @menu.command("push")
 def menu_push() -> None:
     """Check config/menu.yaml against the platform's limits and create the menu through the API."""
-    from bot.config import load_config
-    from bot.wechat_api import ApiError, WeChatApi
+    from bot.wechat.api import ApiError
 
-    settings = load_settings()
+    services = open_services()
+    buttons = services.config.menu.buttons
+    if not buttons:
+        menu_file = services.settings.config_dir / "menu.yaml"
+        raise click.ClickException(f"{menu_file} defines no buttons")
     try:
-        config = load_config(settings.config_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not config.menu.buttons:
-        raise click.ClickException(f"{settings.config_dir / 'menu.yaml'} defines no buttons")
-    from bot import state
-
-    client = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
-    api = WeChatApi.from_settings(settings, client)  # the token every process shares
-    try:
-        api.create_menu(config.menu.to_api())
+        services.api.create_menu(services.config.menu.to_api())
     except ApiError as exc:
         raise click.ClickException(f"menu/create failed: {exc}") from None
-    click.echo(f"menu created with {len(config.menu.buttons)} top-level buttons")
+    click.echo(f"menu created with {len(buttons)} top-level buttons")
 
 
 @cli.command()
 def check() -> None:
-    """Validate the environment and every file under config/; exit 1 naming the first problem."""
-    from bot.config import load_config
+    """Validate the environment and every YAML file under config/; exit 1 naming the problem."""
+    from bot.services import validate
 
     settings = load_settings()
     try:
-        load_config(settings.config_dir)
+        validate(settings.config_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.config_dir}: OK")
@@ -152,7 +180,4 @@ def main() -> None:
     for module_name in AREA_COMMANDS:
         for command in importlib.import_module(module_name).COMMANDS:
             cli.add_command(command)
-    from bot.push.scenario import scenario  # the push area's replay, run as WeChat: under `sim`
-
-    cli.commands["sim"].add_command(scenario, "scenario")
     cli(prog_name="python -m bot")

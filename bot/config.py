@@ -274,9 +274,13 @@ class Push(_Frozen):
             raise ValueError("digest names must be unique")
         return self
 
-    def digest(self, name: str) -> Digest | None:
-        """The digest called ``name``."""
-        return next((d for d in self.digests if d.name == name), None)
+    def digest(self, name: str) -> Digest:
+        """The digest called ``name``; ValueError naming the ones that exist."""
+        found = next((d for d in self.digests if d.name == name), None)
+        if found is None:
+            names = ", ".join(d.name for d in self.digests) or "none"
+            raise ValueError(f"no digest {name!r} in push.yaml (defined: {names})")
+        return found
 
 
 # --- webhook.yaml -------------------------------------------------------------------------------
@@ -319,6 +323,9 @@ _FILES: dict[str, tuple[str, type[_Frozen]]] = {
     "push": ("push.yaml", Push),
     "webhook": ("webhook.yaml", Webhook),
 }
+
+CONFIG_FILES = tuple(name for name, _ in _FILES.values())
+"""The files of ``config/`` this module reads (search settings are :mod:`bot.search.options`')."""
 
 
 def load_config(folder: Path) -> Config:

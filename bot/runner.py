@@ -1,8 +1,9 @@
 """``python -m bot run``: every process of the bot on one machine, stopped together by Ctrl-C.
 
-Starts the embedded Redis (unless ``REDIS_URL`` is set) and then, as child processes sharing it:
-the webhook under gunicorn, the RQ worker with its scheduler, and the simulator (fake WeChat API
-and chat page). If any child exits, the others are stopped too, so a half-running bot never hides
+Starts the embedded Redis (unless ``REDIS_URL`` is set) and then, as child processes sharing it,
+the Procfile's processes with the Procfile's command lines (``python -m bot web``, ``worker``,
+``push scheduler``), and the simulator (fake WeChat API and chat page). If any child exits, the
+others are stopped too, so a half-running bot never hides
 behind a live terminal.
 """
 
@@ -25,7 +26,7 @@ WEB_THREADS = 8
 
 
 def gunicorn_command(port: int, workers: int = 2, host: str = "0.0.0.0") -> list[str]:
-    """The command line that serves ``bot.app:create_app()`` (used by ``web`` and ``run``)."""
+    """The one command line that serves ``bot.app:create_app()`` (``python -m bot web`` runs it)."""
     return [
         sys.executable,
         "-m",
@@ -68,7 +69,7 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
         print(f"embedded Redis: {url} (data in {settings.data_dir})", flush=True)
     python = sys.executable
     children = [
-        Child("web", gunicorn_command(port, host="127.0.0.1")),
+        Child("web", [python, "-m", "bot", "web", "--host", "127.0.0.1", "--port", str(port)]),
         Child("worker", [python, "-m", "bot", "worker"]),
         Child("scheduler", [python, "-m", "bot", "push", "scheduler"]),
     ]

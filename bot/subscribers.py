@@ -33,7 +33,7 @@ import redis
 from bot import clock
 from bot.config import Config, Limits
 from bot.state import Keys
-from bot.writes import Command, Writes
+from bot.state.writes import Command, Writes
 
 MESSAGE_WINDOW = 48 * 3600
 """Seconds after a user message during which customer-service messages may be sent."""
@@ -93,7 +93,7 @@ def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
 
     A message from someone the bot has no record of (a follower from before the bot existed)
     makes them a subscriber with the defaults. The webhook makes these same writes through
-    :func:`activity_commands`, inside its dedup claim (:mod:`bot.delivery`).
+    :func:`activity_commands`, inside its dedup claim (:mod:`bot.inbound.delivery`).
     """
     pipe = r.pipeline(transaction=False)  # one round trip
     for command in activity_commands(openid, kind):
@@ -122,7 +122,7 @@ def learn(
 ) -> None:
     """Strengthen the interest terms of a question (the analyzer's tokens); keep the top ones.
 
-    Given a batch (:class:`bot.writes.Writes`) or a pipeline, the commands join it and the
+    Given a batch (:class:`bot.state.writes.Writes`) or a pipeline, the commands join it and the
     caller sends them.
     """
     key = Keys.push_interests(openid)

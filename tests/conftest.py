@@ -7,6 +7,7 @@ Unit tests run against fakeredis; tests marked ``redis_server`` get a real serve
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,11 +22,32 @@ from bot import clock, state
 from bot.app import create_app
 from bot.config import Config, load_config
 from bot.search import Library
+from bot.services import build
 from bot.settings import ROOT, Settings
-from bot.wire import Envelope, ReadReply, build_message, read_reply, signed_request
+from bot.simulator.wire import ReadReply, build_message, read_reply, signed_request
+from bot.wechat.envelope import Envelope
 
-SHARED = ROOT.parent / "shared"
-"""The team's shared material (PLATFORM.md, conformance payloads, seeds), beside the checkout."""
+DATA = Path(__file__).resolve().parent / "data"
+"""The tests' own data: conformance payloads and crypto vectors (see data/conformance/README.md)."""
+
+
+def server_pid(data_dir: Path) -> int | None:
+    """PID of the embedded Redis under ``data_dir``, if its pidfile is there."""
+    try:
+        return int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(autouse=True)
@@ -134,10 +156,12 @@ def make_app(
 
     def make(config_override: Config | None = None, **changes) -> Flask:
         app = create_app(
-            dataclasses.replace(settings, **changes),
-            config=config_override or config,
-            redis_client=fake_redis,
-            library=library,
+            build(
+                dataclasses.replace(settings, **changes),
+                config=config_override or config,
+                redis_client=fake_redis,
+                library=library,
+            )
         )
         app.testing = True
         return app
@@ -154,11 +178,11 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def wechat(app: Flask) -> WeChat:
     """WeChat posting to the plaintext-mode app."""
-    return WeChat(app.test_client(), app.extensions["bot.settings"])
+    return WeChat(app.test_client(), app.extensions["bot.services"].settings)
 
 
 @pytest.fixture(params=["plain", "compat", "safe"])
 def any_mode(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> WeChat:
     """WeChat posting to an app in each of the three modes."""
     app = make_app(mode=request.param)
-    return WeChat(app.test_client(), app.extensions["bot.settings"])
+    return WeChat(app.test_client(), app.extensions["bot.services"].settings)

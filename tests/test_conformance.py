@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.message import xml_fields
-from bot.wire import read_reply
-from tests.conftest import SHARED, WeChat
+from bot.simulator.wire import read_reply
+from bot.wechat.message import xml_fields
+from tests.conftest import DATA, WeChat
 
-PAYLOADS = sorted((SHARED / "conformance" / "messages").rglob("*.xml"))
+PAYLOADS = sorted((DATA / "conformance" / "messages").rglob("*.xml"))
 
 
 def test_all_payloads_are_here() -> None:

@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot import clock, delivery
+from bot import clock
 from bot.clock import VirtualClock
-from bot.handlers import Context, registry
-from bot.message import Inbound, Text
+from bot.inbound import delivery
+from bot.inbound.handlers import registry
+from bot.services import Services
+from bot.simulator.wire import build_message
 from bot.state import Keys
-from bot.wire import build_message
+from bot.wechat.message import Inbound, Text
 from tests.conftest import WeChat
 
 OPENID = "oSlow000000000000000000000"
@@ -26,7 +28,7 @@ def slow_handler(monkeypatch):
     calls: list[str] = []
     original = registry.dispatch
 
-    def dispatch(message: Inbound, context: Context):
+    def dispatch(message: Inbound, context: Services):
         if message.content.startswith("slow "):
             calls.append(message.delivery_id)
             time.sleep(float(message.content.split()[1]))
@@ -61,10 +63,8 @@ def test_too_slow_answer_becomes_success_and_goes_late(
     fast = config.webhook.model_copy(update={"deadline_seconds": 0.3})
     app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
     late: list[Inbound] = []
-    app.extensions["bot.webhook"] = app.extensions["bot.webhook"].__class__(
-        **{**app.extensions["bot.webhook"].__dict__, "enqueue_late": late.append}
-    )
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    app.extensions["bot.enqueue_late"] = late.append
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message("text", OPENID, Content="slow 1")
     started = time.monotonic()
     reply = wechat.reply(xml, OPENID)
@@ -73,16 +73,16 @@ def test_too_slow_answer_becomes_success_and_goes_late(
     # a retry in the meantime is not processed again and gets success too
     assert wechat.reply(xml, OPENID).kind == "none"
     message = late[0]
-    ready, _ = delivery.late_answer(fake_redis, message, app.extensions["bot.webhook"].context)
+    ready, _ = delivery.late_answer(fake_redis, message, app.extensions["bot.services"])
     assert not ready  # still being computed
     time.sleep(1.0)
-    ready, answer = delivery.late_answer(fake_redis, message, app.extensions["bot.webhook"].context)
+    ready, answer = delivery.late_answer(fake_redis, message, app.extensions["bot.services"])
     assert ready and answer == Text("answer to slow 1")
     assert len(slow_handler) == 1
 
 
 def test_late_answer_recomputed_when_its_process_died(app, fake_redis, slow_handler) -> None:
-    context = app.extensions["bot.webhook"].context
+    context = app.extensions["bot.services"]
     message = Inbound(
         kind="text", openid=OPENID, account="gh", create_time=1, msg_id="9", content="slow 0"
     )
@@ -160,7 +160,7 @@ def test_claim_answers_once_and_makes_its_commands_once(fake_redis) -> None:
 def test_a_late_answer_keeps_the_writes_its_handler_deferred(
     make_app, config, monkeypatch, fake_redis
 ) -> None:
-    def slow(message: Inbound, context: Context):
+    def slow(message: Inbound, context: Services):
         time.sleep(0.6)
         with context.later() as pipe:
             pipe.set("written-by-the-handler", "1")
@@ -169,10 +169,8 @@ def test_a_late_answer_keeps_the_writes_its_handler_deferred(
     monkeypatch.setattr(registry, "dispatch", slow)
     fast = config.webhook.model_copy(update={"deadline_seconds": 0.2})
     app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
-    app.extensions["bot.webhook"] = app.extensions["bot.webhook"].__class__(
-        **{**app.extensions["bot.webhook"].__dict__, "enqueue_late": lambda message: None}
-    )
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    app.extensions["bot.enqueue_late"] = lambda message: None
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message("text", OPENID, Content="slow", msg_id=4242)
     assert wechat.reply(xml, OPENID).kind == "none"
     deadline = time.monotonic() + 3

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bot.simulator.wire import build_message
 from bot.state import Keys
-from bot.wire import build_message
 from tests.conftest import WeChat
 
 OPENID = "oBob00000000000000000000000"
@@ -152,7 +152,7 @@ def test_long_text_is_cut_at_a_sentence_and_more_gives_the_rest(make_app, config
     long_text = "".join(f"第{i}句话讲的是微信的价值观。" for i in range(200))
     replies = Replies(replies=(KeywordReply(match="exact", pattern="长文", reply=long_text),))
     app = make_app(config_override=config.__class__(**{**config.__dict__, "replies": replies}))
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     first = wechat.ask("长文", OPENID)
     assert len(first.text.encode()) <= 2048
     head = first.text.split("\n……")[0]

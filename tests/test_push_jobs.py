@@ -10,12 +10,12 @@ import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from bot import clock, state, subscribers
+from bot import clock, services, state, subscribers
 from bot.config import load_config
 from bot.push import jobs, runs, scheduler
-from bot.push.timebase import SharedClock
 from bot.settings import Settings
 from bot.simulator.api import create_api
+from bot.simulator.clock import SharedClock
 from bot.simulator.server import BackgroundServer
 from bot.state import Keys
 
@@ -48,10 +48,10 @@ def world(tmp_path: Path, monkeypatch):
         "BOT_CONTENT_DIR": str(content_dir), "WECHAT_API_BASE": server.url,
     }.items():
         monkeypatch.setenv(name, value)
-    jobs.setup.cache_clear()
+    services.current.cache_clear()
     platform = api_app.extensions["sim.platform"]
     yield r, shared, platform, load_config(config_dir)
-    jobs.setup.cache_clear()
+    services.current.cache_clear()
     server.stop()
     clock.reset()
     state.stop_embedded(data)

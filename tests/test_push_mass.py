@@ -11,10 +11,11 @@ from bot.app import create_app
 from bot.config import load_config
 from bot.push import commands, receipts, report, runs
 from bot.push.throttle import logged_sends
+from bot.services import Services, build
 from bot.simulator.api import PLATFORM_SENDER
+from bot.simulator.wire import build_message
 from bot.state import Keys
-from bot.wechat_api import ApiError, ApiUnreachable
-from bot.wire import build_message
+from bot.wechat.api import ApiError, ApiUnreachable, WeChatApi
 from tests import test_push_runs as base
 from tests.conftest import WeChat
 
@@ -31,7 +32,7 @@ DELIVERED_THEN_BUSY = "delivered-then-busy"
 class CountingApi:
     """The world's API client, remembering each mass call; ``failures`` answer the first ones."""
 
-    def __init__(self, api: runs.Sender, failures: list[Exception | str]) -> None:
+    def __init__(self, api: WeChatApi, failures: list[Exception | str]) -> None:
         self.api, self.failures = api, failures
         self.calls: list[list[str]] = []
 
@@ -61,7 +62,7 @@ def mass_world(
     )
     world.platform.account_type = account_type
     api = CountingApi(world.setup.api, failures or [])
-    world.setup = runs.Setup(world.r, load_config(folder), api, world.setup.content_dir)
+    world.setup = Services(world.setup.settings, load_config(folder), world.r, api=api)
     monkeypatch.setattr(runs, "MASS_CHUNK_SIZE", chunk)
     for n in range(followers):
         world.follower(f"s{n}", message=False)
@@ -70,7 +71,7 @@ def mass_world(
 
 def planned(world) -> tuple[str, list[list[str]]]:
     """The run of the current slot and its chunks (nothing processed yet)."""
-    run = runs.run_id("daily", runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai",
+    run = runs.run_id("daily", runs.last_slot(world.daily, "Asia/Shanghai",
                                               world.clock.now()))
     chunks: list[list[str]] = []
     runs.plan(world.setup, run, lambda i, openids: chunks.append(openids))
@@ -109,7 +110,7 @@ def test_a_subscription_account_makes_one_mass_call_a_day(world, monkeypatch, ca
 
 def test_push_run_chunks_a_mass_digest_like_the_planner(world, monkeypatch, caplog):
     mass_world(world, monkeypatch, "subscription")
-    monkeypatch.setattr(commands, "_setup", lambda: world.setup)
+    monkeypatch.setattr(commands, "open_services", lambda: world.setup)
     world.clock.advance(3600 + 60)
     with caplog.at_level(logging.WARNING, logger="bot.push.runs"):
         shown = CliRunner().invoke(commands.push, ["run", "daily"])
@@ -201,7 +202,8 @@ def test_the_receipt_posted_back_lands_in_its_run_and_the_report(
     [receipt] = posted
     msg_id = str(receipt["MsgID"])
     assert world.r.hget(Keys.push_plan(run), f"mass:{msg_id}:count") == "3"
-    app = create_app(settings, config=world.setup.config, redis_client=world.r, library=library)
+    bundle = build(settings, config=world.setup.config, redis_client=world.r, library=library)
+    app = create_app(bundle)
     wechat = WeChat(app.test_client(), settings)
     fields = {name: str(value) for name, value in receipt.items() if name != "Event"}
     assert wechat.event("MASSSENDJOBFINISH", PLATFORM_SENDER, **fields).kind == "none"
@@ -209,7 +211,7 @@ def test_the_receipt_posted_back_lands_in_its_run_and_the_report(
     assert (plan[f"mass:{msg_id}:status"], plan[f"mass:{msg_id}:sent"],
             plan[f"mass:{msg_id}:total"], plan[f"mass:{msg_id}:errors"]) == \
         ("send success", "3", "3", "0")
-    monkeypatch.setattr(commands, "_setup", lambda: world.setup)
+    monkeypatch.setattr(commands, "open_services", lambda: world.setup)
     shown = CliRunner().invoke(commands.push, ["report", "--days", "2"])
     assert shown.exit_code == 0, shown.output
     assert f"{run} mass msg {msg_id}: send success, 3 sent of 3, 0 errors" in shown.output

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from bot import state
 from bot.config import load_config
-from bot.push import report, respect
+from bot.push import report
 from bot.push.commands import push
+from bot.simulator import respect
 from bot.state import Keys
 
 SH = ZoneInfo("Asia/Shanghai")

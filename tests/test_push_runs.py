@@ -15,12 +15,14 @@ from bot.config import load_config
 from bot.push import runs
 from bot.push import throttle as throttle_module
 from bot.push.throttle import Candidate, Throttle, logged_sends
-from bot.push.timebase import SharedClock, server_now
+from bot.services import Services
 from bot.settings import Settings
 from bot.simulator.api import create_api
+from bot.simulator.clock import SharedClock
 from bot.simulator.server import BackgroundServer
 from bot.state import RUN_TTL, Keys
-from bot.wechat_api import WeChatApi
+from bot.state.timebase import server_now
+from bot.wechat.api import WeChatApi
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -58,8 +60,7 @@ def world(tmp_path: Path):
     api_app = create_api(settings, log_path=tmp_path / "deliveries.jsonl")
     server = BackgroundServer(api_app).start()
     settings = Settings(config_dir=config_dir, content_dir=content_dir, api_base=server.url)
-    setup = runs.Setup(r, load_config(config_dir), WeChatApi.from_settings(settings, r),
-                       content_dir)
+    setup = Services(settings, load_config(config_dir), r, api=WeChatApi.from_settings(settings, r))
     world = World(r, shared, setup, api_app.extensions["sim.platform"], tmp_path)
     yield world
     server.stop()
@@ -71,6 +72,11 @@ class World:
         self.r, self.clock, self.setup, self.platform, self.folder = (
             r, shared, setup, platform, folder
         )
+
+    @property
+    def daily(self):
+        """The world's daily digest."""
+        return self.setup.config.push.digest("daily")
 
     def follower(self, name: str, message: bool = True) -> str:
         openid = f"o{name}"
@@ -85,7 +91,7 @@ class World:
         self.platform.record(openid, "message")
 
     def run(self, when: float | None = None) -> tuple[str, dict[str, int]]:
-        slot = runs.last_slot(self.setup.digest("daily"), "Asia/Shanghai", when or clock.now())
+        slot = runs.last_slot(self.daily, "Asia/Shanghai", when or clock.now())
         run = runs.run_id("daily", slot)
         chunks: list[list[str]] = []
         runs.plan(self.setup, run, lambda i, openids: chunks.append(openids))
@@ -201,7 +207,7 @@ def test_interests_rank_the_articles(world):
 def test_a_reservation_left_by_a_crash_becomes_unknown_and_is_never_resent(world):
     openid = world.follower("frank")
     world.clock.advance(3600 + 60)
-    slot = runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai", clock.now())
+    slot = runs.last_slot(world.daily, "Asia/Shanghai", clock.now())
     run = runs.run_id("daily", slot)
     throttle = Throttle(world.r, run, "daily", "custom", world.setup.config.push.limits, "d")
     [decision] = throttle.decide([Candidate(openid, True)])  # the worker dies after this
@@ -230,7 +236,7 @@ def test_the_account_cap_counts_every_send(world):
     for name in ("h1", "h2", "h3"):
         world.follower(name)
     world.clock.advance(3600 + 60)
-    run = runs.run_id("daily", runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai",
+    run = runs.run_id("daily", runs.last_slot(world.daily, "Asia/Shanghai",
                                                clock.now()))
     throttle = Throttle(world.r, run, "daily", "custom",
                         limits.model_copy(update={"account_daily": 2}), "d")
@@ -265,8 +271,7 @@ def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: mass\n    items: 2\n"
     )
     world.platform.account_type = "service"
-    world.setup = runs.Setup(world.r, load_config(folder), world.setup.api,
-                             world.setup.content_dir)
+    world.setup = Services(world.setup.settings, load_config(folder), world.r, api=world.setup.api)
     openids = [world.follower(name, message=False) for name in ("m1", "m2", "m3")]
     subscribers.learn(world.r, openids[2], ["量子"])  # nothing for this one
     world.clock.advance(3600 + 60)
@@ -281,7 +286,7 @@ def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
 def test_the_caps_count_from_when_the_send_was_settled_not_reserved(world):
     openid = world.follower("ivan")
     world.clock.advance(3600 + 60)
-    run = runs.run_id("daily", runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai",
+    run = runs.run_id("daily", runs.last_slot(world.daily, "Asia/Shanghai",
                                                clock.now()))
     throttle = Throttle(world.r, run, "daily", "custom", world.setup.config.push.limits, "d")
     [decision] = throttle.decide([Candidate(openid, True)])
@@ -376,7 +381,7 @@ def test_a_send_settled_after_an_unfollow_puts_no_personal_data_back(world):
     """The API call was in flight when they unfollowed: the purge stays a purge."""
     openid = world.follower("ned")
     world.clock.advance(3600 + 60)
-    slot = runs.last_slot(world.setup.digest("daily"), "Asia/Shanghai", clock.now())
+    slot = runs.last_slot(world.daily, "Asia/Shanghai", clock.now())
     throttle = Throttle(world.r, runs.run_id("daily", slot), "daily", "custom",
                         world.setup.config.push.limits, "d")
     [decision] = throttle.decide([Candidate(openid, True)])

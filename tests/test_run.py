@@ -18,7 +18,8 @@ import requests
 
 from bot import state
 from bot.settings import DEV_TOKEN, ROOT
-from bot.wire import build_message, read_reply, signed_request
+from bot.simulator.wire import build_message, read_reply, signed_request
+from tests.conftest import process_alive, server_pid
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis_server]
 
@@ -113,7 +114,7 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped web" in output and "stopped worker" in output
     assert "embedded Redis stopped" in output
     assert "menu created" in output
-    assert not state.server_pid(tmp_path) or not state.process_alive(state.server_pid(tmp_path))
+    assert not server_pid(tmp_path) or not process_alive(server_pid(tmp_path))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 

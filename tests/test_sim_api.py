@@ -13,7 +13,7 @@ from bot.settings import Settings
 from bot.simulator.api import create_api
 from bot.simulator.driver import openid_for
 from bot.simulator.server import BackgroundServer
-from bot.wechat_api import ApiError, WeChatApi
+from bot.wechat.api import DROP, ApiError, WeChatApi
 
 RID = re.compile(r" rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$")
 
@@ -149,7 +149,7 @@ def test_the_bots_client_sends_inside_the_window_and_is_refused_outside(client, 
     with pytest.raises(ApiError) as caught:
         client.send_text(openid, "one too many")
     assert caught.value.code == 45047
-    assert caught.value.refused
+    assert caught.value.fate == DROP
     assert len(api_app.extensions["sim.platform"].log.since(0)) == 3
 
 
@@ -170,7 +170,9 @@ def test_the_bots_client_recovers_from_a_replaced_token(client, api_app, sim_set
 def test_the_bots_client_mass_sends_and_creates_menus(client, api_app):
     http = api_app.test_client()
     alice, bob = follow(http, "alice"), follow(http, "bob")
-    msg_id = client.mass_send_all("本周文章", clientmsgid="weekly-1")
+    body = {"filter": {"is_to_all": True}, "msgtype": "text", "text": {"content": "本周文章"},
+            "clientmsgid": "weekly-1"}
+    msg_id = client.call("/cgi-bin/message/mass/sendall", body)["msg_id"]
     assert msg_id > 0
     with pytest.raises(ApiError) as caught:
         client.mass_send([alice, bob], "again", clientmsgid="weekly-1")

@@ -22,7 +22,7 @@ from bot.simulator.chat import run_chat
 from bot.simulator.commands import sim
 from bot.simulator.driver import FAILURE_NOTICE, Driver, api_reporter, openid_for
 from bot.simulator.server import BackgroundServer
-from bot.wire import build_message
+from bot.simulator.wire import build_message
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,13 @@ import xmltodict
 from flask import Flask, request
 
 from bot import clock
-from bot.message import Text
 from bot.simulator.actions import parse_action
 from bot.simulator.api import PLATFORM_SENDER, create_api
 from bot.simulator.driver import FAILURE_NOTICE, Driver, openid_for
 from bot.simulator.server import BackgroundServer
-from bot.wire import Envelope, render_reply
+from bot.wechat.envelope import Envelope
+from bot.wechat.message import Text
+from bot.wechat.reply import render_reply
 
 
 class Peer:

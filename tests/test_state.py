@@ -12,6 +12,7 @@ import redis
 
 from bot import state
 from bot.state import Keys
+from tests.conftest import process_alive, server_pid
 
 pytestmark = pytest.mark.redis_server
 
@@ -48,8 +49,8 @@ def test_state_survives_a_crash_of_the_server(tmp_path: Path) -> None:
     client = state.connect(url)
     client.set("kept", "yes")
     client.execute_command("BGREWRITEAOF")  # nothing else pending: the AOF has the write
-    pid = state.server_pid(tmp_path)
-    assert pid and state.process_alive(pid)
+    pid = server_pid(tmp_path)
+    assert pid and process_alive(pid)
     import os
     import signal
     import time
@@ -57,7 +58,7 @@ def test_state_survives_a_crash_of_the_server(tmp_path: Path) -> None:
     time.sleep(1.2)  # appendfsync everysec
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while state.process_alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     url2, started = state.ensure_embedded(tmp_path)
     try:

@@ -7,9 +7,11 @@ import logging
 import pytest
 from flask import Flask
 
-from bot import clock, message
+from bot import clock
 from bot.clock import VirtualClock
-from bot.wire import build_message, signature, signed_request
+from bot.simulator.wire import build_message, signed_request
+from bot.wechat import message
+from bot.wechat.signing import signature
 from tests.conftest import WeChat
 
 OPENID = "oAlice000000000000000000000"
@@ -45,7 +47,7 @@ def test_text_weixin_gets_an_excerpt_in_every_mode(any_mode: WeChat) -> None:
 
 def test_safe_mode_reply_is_a_signed_envelope(make_app) -> None:
     app = make_app(mode="safe")
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     response = wechat.post(build_message("text", OPENID, Content="微信"))
     body = response.get_data(as_text=True)
     assert "<Encrypt>" in body and "<MsgSignature>" in body and "<Content>" not in body
@@ -53,7 +55,7 @@ def test_safe_mode_reply_is_a_signed_envelope(make_app) -> None:
 
 def test_safe_mode_refuses_plaintext(make_app) -> None:
     app = make_app(mode="safe")
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     response = wechat.post(build_message("text", OPENID, Content="hi"), mode="plain")
     assert response.status_code == 400
 
@@ -149,7 +151,7 @@ def test_oversized_body_is_413(wechat: WeChat) -> None:
 @pytest.mark.parametrize("mode", ["compat", "safe"])
 def test_bad_envelopes_are_refused(make_app, mode: str) -> None:
     app = make_app(mode=mode)
-    wechat = WeChat(app.test_client(), app.extensions["bot.settings"])
+    wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     s = wechat.settings
     xml = build_message("text", OPENID, Content="x")
     signed = signed_request(xml, mode, s.token, s.aes_key, s.appid)
@@ -189,14 +191,15 @@ def test_app_factory_stops_on_bad_config(tmp_path, settings, fake_redis, library
 
     from bot.app import create_app
     from bot.config import ConfigError
+    from bot.services import build
 
     (tmp_path / "menu.yaml").write_text("buttons:\n  - name: x\n    type: view\n", "utf-8")
     with pytest.raises(ConfigError, match=r"menu.yaml, line 2"):
-        create_app(
+        create_app(build(
             dataclasses.replace(settings, config_dir=tmp_path),
             redis_client=fake_redis,
             library=library,
-        )
+        ))
 
 
 def test_unknown_route_is_404_not_500(app: Flask) -> None:

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import clock
-from bot.wire import build_message, signature, signed_request
+from bot.simulator.wire import build_message, signed_request
+from bot.wechat.signing import signature
 from tests.conftest import WeChat
 
 FUZZ = settings(

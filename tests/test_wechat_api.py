@@ -16,7 +16,7 @@ import pytest
 
 from bot.settings import Settings
 from bot.state import Keys
-from bot.wechat_api import ApiError, ApiUnreachable, WeChatApi
+from bot.wechat.api import DROP, RETRY, UNKNOWN, ApiError, ApiUnreachable, WeChatApi
 
 
 class Platform:
@@ -188,21 +188,17 @@ def test_a_token_another_process_refreshed_is_not_dropped(platform, store):
 
 
 @pytest.mark.parametrize(
-    ("code", "refused", "retry_later"),
-    [(45015, True, False), (43004, True, False), (48002, True, False), (45047, True, False),
-     (43101, True, False), (45009, False, True), (45011, False, True), (-1, False, True)],
+    ("code", "fate"),
+    [(45015, DROP), (43004, DROP), (48002, DROP), (45047, DROP),
+     (43101, DROP), (45009, RETRY), (45011, RETRY), (-1, RETRY)],
 )
-def test_platform_errors_are_raised_once_with_their_kind(
-    platform, store, code, refused, retry_later
-):
+def test_platform_errors_are_raised_once_with_their_fate(platform, store, code, fate):
     state, base = platform
     api = make_api(base, store)
     state.errors = [code]
     with pytest.raises(ApiError) as caught:
         api.send_text("o1", "hi")
-    assert (caught.value.code, caught.value.refused, caught.value.retry_later) == (
-        code, refused, retry_later
-    )
+    assert (caught.value.code, caught.value.fate) == (code, fate)
     assert state.paths().count("/cgi-bin/message/custom/send") == 1
 
 
@@ -231,6 +227,7 @@ def test_a_slow_answer_times_out_as_maybe_delivered(platform, store):
     with pytest.raises(ApiUnreachable) as caught:
         api.send_text("o1", "hi")
     assert caught.value.maybe_delivered
+    assert caught.value.fate == UNKNOWN  # never sent again: the subscriber may have it
 
 
 def test_a_closed_port_is_unreachable_and_not_delivered(store):
@@ -241,6 +238,7 @@ def test_a_closed_port_is_unreachable_and_not_delivered(store):
     with pytest.raises(ApiUnreachable) as caught:
         api.send_text("o1", "hi")
     assert not caught.value.maybe_delivered
+    assert caught.value.fate == RETRY  # nothing went out
 
 
 def test_from_settings_uses_api_base(platform, store, tmp_path):

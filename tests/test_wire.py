@@ -6,20 +6,14 @@ import json
 
 import pytest
 
-from bot.message import Text
-from bot.wire import (
-    BadReply,
-    Envelope,
-    EnvelopeError,
-    build_message,
-    read_reply,
-    render_reply,
-    signature,
-    signed_request,
-)
-from tests.conftest import SHARED
+from bot.simulator.wire import BadReply, build_message, read_reply, signed_request
+from bot.wechat.envelope import Envelope, EnvelopeError
+from bot.wechat.message import Text
+from bot.wechat.reply import render_reply
+from bot.wechat.signing import signature
+from tests.conftest import DATA
 
-VECTORS = json.loads((SHARED / "conformance" / "crypto_vectors.json").read_text("utf-8"))
+VECTORS = json.loads((DATA / "conformance" / "crypto_vectors.json").read_text("utf-8"))
 
 
 def test_vector_a_encrypts_exactly() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.writes import Writes
+from bot.state.writes import Writes
 
 
 def test_a_batch_is_one_command_run_in_order(fake_redis, round_trips) -> None:

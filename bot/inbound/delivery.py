@@ -6,20 +6,22 @@ sits between the webhook and the handlers and guarantees, per delivery (sender +
 
 - it is processed once: the first request claims ``Keys.lock``; the answer is cached under
   ``Keys.seen`` for the dedup window, so a retry gets the same reply without processing again;
-- the sender's activity (:func:`bot.handlers.activity`) is recorded once, by the request that
-  wins the claim, inside the claim itself;
+- the sender's activity (:func:`bot.inbound.handlers.activity`) is recorded once, by the request
+  that wins the claim, inside the claim itself;
 - a retry that arrives while the first is still being answered waits for that answer, within its
   own budget;
 - an answer not ready within the budget is replaced by "no reply" (``success``); the handler keeps
-  running, stores its answer under ``Keys.late`` and an RQ job (:func:`bot.jobs.deliver_late`)
-  sends it through the customer-service API, once (``Keys.late_sent``). If the process dies
-  before the answer is stored, the job computes it itself.
+  running, stores its answer under ``Keys.late`` and an RQ job
+  (:func:`bot.inbound.late.deliver_late`) sends it through the customer-service API, once
+  (``Keys.late_sent``). If the process dies before the answer is stored, the job computes it
+  itself.
 
 A handler that raises is logged with its traceback; the subscriber gets an apology, WeChat a 200.
 
 Two Redis round trips, one command each, answer a new delivery: the claim (one script: look
 for a cached answer, take the lock, record the activity) and the store (one batch of
-:mod:`bot.writes`: the writes the handler deferred through :meth:`bot.handlers.Context.later`,
+:mod:`bot.state.writes`: the writes the handler deferred through
+:meth:`bot.services.Services.later`,
 then the answer under ``Keys.seen`` and the lock released, atomically: whoever sees the answer
 also sees the session it left).
 """
@@ -32,14 +34,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import redis
 
-from bot.handlers import Context, activity, registry
-from bot.message import Inbound, News, Reply, Text
-from bot.state import Keys
-from bot.writes import APPLY_LOOP, Command, Writes, report_failures, run_script, script_words
+from bot.inbound.handlers import activity, registry
+from bot.state import Keys, Lua
+from bot.state.writes import APPLY_LOOP, Command, Writes, report_failures, script_words
+from bot.wechat.message import Inbound, News, Reply, Text
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +61,14 @@ LateSender = Callable[[Inbound], None]
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
 
-CLAIM = APPLY_LOOP + """
+CLAIM = Lua(APPLY_LOOP + """
 local cached = redis.call('GET', KEYS[1])
 if cached then return {1, cached} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {0} end
 return {2, apply(3, 2)}
-"""
+""")
 """KEYS: seen, lock, then the on-claim commands' keys; ARGV: the lock's TTL, then the commands'
-words (:func:`bot.writes.script_words`). Returns {1, answer} when the delivery was answered
+words (:func:`bot.state.writes.script_words`). Returns {1, answer} when the delivery was answered
 already, {0} when another request holds it, {2, failures} once claimed and the commands made."""
 
 
@@ -87,10 +93,10 @@ def decode(data: str) -> Reply:
     return None
 
 
-def compute(message: Inbound, context: Context) -> Reply:
+def compute(message: Inbound, services: Services) -> Reply:
     """Run the handler, turning a crash into an apology (and a log line with the traceback)."""
     try:
-        return registry.dispatch(message, context)
+        return registry.dispatch(message, services)
     except Exception:  # any handler bug must still give the subscriber an answer
         log.exception("handler failed for %s %s", message.kind, message.event or "")
         return APOLOGY
@@ -98,14 +104,14 @@ def compute(message: Inbound, context: Context) -> Reply:
 
 def answer(
     message: Inbound,
-    context: Context,
+    services: Services,
     budget: float,
     dedup_ttl: int,
     enqueue_late: LateSender,
 ) -> Reply:
     """The reply for ``message``, within ``budget`` seconds, processing it at most once."""
     started = time.monotonic()
-    r = context.redis
+    r = services.redis
     seen_key = Keys.seen(message.openid, message.delivery_id)
     lock_key = Keys.lock(message.openid, message.delivery_id)
     cached, claimed = claim(
@@ -118,7 +124,7 @@ def answer(
         return _wait_for_first(r, seen_key, started + budget)
 
     writes = Writes()  # the handler's deferred writes, then the answer
-    future: Future[Reply] = _pool.submit(compute, message, replace(context, writes=writes))
+    future: Future[Reply] = _pool.submit(compute, message, services.answering(writes))
     try:
         reply = future.result(timeout=max(0.0, budget - (time.monotonic() - started)))
     except FutureTimeout:
@@ -144,7 +150,7 @@ def claim(
     holds it, ``(None, True)`` once claimed here, ``commands`` made in the same script.
     """
     keys, words = script_words(commands, lock_ttl)
-    result = run_script(r, CLAIM, [seen_key, lock_key, *keys], words)
+    result = CLAIM(r, [seen_key, lock_key, *keys], words)
     if result[0] == 1:
         return result[1], False
     if result[0] == 2:
@@ -173,7 +179,7 @@ def _store_late(
     writes.send(r)
 
 
-def late_answer(r: redis.Redis, message: Inbound, context: Context) -> tuple[bool, Reply]:
+def late_answer(r: redis.Redis, message: Inbound, services: Services) -> tuple[bool, Reply]:
     """For the late job: ``(True, answer)`` once there is one, ``(False, None)`` to wait.
 
     The answer is the one the web process stored or, when that process died before storing it
@@ -187,4 +193,4 @@ def late_answer(r: redis.Redis, message: Inbound, context: Context) -> tuple[boo
     log.warning(
         "late answer to %s was lost with its process: computing it again", message.delivery_id
     )
-    return True, compute(message, context)
+    return True, compute(message, services)

@@ -1,36 +1,32 @@
 """What the bot does with each message and event type; knows nothing of HTTP or XML.
 
-A handler takes an :class:`~bot.message.Inbound` and the :class:`Context` and returns a reply
-value (:class:`~bot.message.Text`, :class:`~bot.message.News`) or ``None`` for "no reply".
+A handler takes an :class:`~bot.wechat.message.Inbound` and the bot's
+:class:`~bot.services.Services` and returns a reply value (:class:`~bot.wechat.message.Text`,
+:class:`~bot.wechat.message.News`) or ``None`` for "no reply".
 Handlers register with :data:`registry` by message kind or event name; anything unregistered
 falls through to :func:`no_reply`.
 
 Writes a handler does not read back (the "more" session, learned interests) go through
-:meth:`Context.later`: under the webhook they travel with the stored answer, in the same Redis
+:meth:`Services.later`: under the webhook they travel with the stored answer, in the same Redis
 round trip. The subscriber's activity is not a handler's business: :func:`activity` lists its
-writes, which :mod:`bot.delivery` makes with its claim, once per delivery.
+writes, which :mod:`bot.inbound.delivery` makes with its claim, once per delivery.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import redis
-
 from bot import subscribers
-from bot.config import Config
-from bot.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 from bot.push import receipts
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
-from bot.writes import Command, Writes
+from bot.state.writes import Command
+from bot.wechat.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 
 if TYPE_CHECKING:
-    from bot.search import Library
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +37,7 @@ MORE_WORDS = frozenset({"更多", "more", "next", "下一条", "还有吗"})
 """Texts that ask for the next passage of the last question."""
 
 
-@dataclass(frozen=True)
-class Context:
-    """What handlers may use: the operators' config, Redis, and the content library."""
-
-    config: Config
-    redis: redis.Redis
-    library: Library
-    writes: Writes | None = None
-    """Where :meth:`later` records writes: one delivery's batch, sent with its stored answer."""
-
-    @contextmanager
-    def later(self) -> Iterator[Writes]:
-        """A batch (:class:`bot.writes.Writes`) for writes this handler will not read back.
-
-        With :attr:`writes` (the webhook's deliveries), they are sent together with the answer,
-        before it reaches anyone; without (a job, a test), when the block ends.
-        """
-        if self.writes is not None:
-            yield self.writes
-            return
-        batch = Writes()
-        yield batch
-        batch.send(self.redis)
-
-
-Handler = Callable[[Inbound, Context], Reply]
+Handler = Callable[[Inbound, "Services"], Reply]
 
 
 class Registry:
@@ -103,22 +74,22 @@ class Registry:
             return self._events.get(message.event, self._default)
         return self._messages.get(message.kind, self._default)
 
-    def dispatch(self, message: Inbound, context: Context) -> Reply:
+    def dispatch(self, message: Inbound, services: Services) -> Reply:
         """Answer ``message`` and fit the answer to a reply."""
-        reply = self.handler_for(message)(message, context)
+        reply = self.handler_for(message)(message, services)
         if isinstance(reply, Text):
-            reply = fit(message.openid, reply, context)
+            reply = fit(message.openid, reply, services)
         return reply
 
 
-ACTIVITY = {"message": "message", "scan": "scan", "click": "click"}
-"""Which inbound things open the customer-service windows (a follow is recorded by its handler)."""
-
-
 def activity(message: Inbound) -> list[Command]:
-    """The writes recording the sender's activity (last seen, windows) that ``message`` shows."""
-    kind = ACTIVITY.get(message.event if message.kind == "event" else "message")
-    if kind and message.kind in MESSAGE_KINDS:
+    """The writes recording the sender's activity (last seen, windows) that ``message`` shows.
+
+    A message, a scan or a click (:data:`bot.subscribers.ACTIVITIES`); a follow is recorded by
+    its handler, whose event is ``subscribe``.
+    """
+    kind = message.event if message.kind == "event" else "message"
+    if kind in subscribers.ACTIVITIES and kind != "follow" and message.kind in MESSAGE_KINDS:
         return subscribers.activity_commands(message.openid, kind)
     return []
 
@@ -126,19 +97,19 @@ def activity(message: Inbound) -> list[Command]:
 REST_NOTE = "\n……（回复「更多」看后文 / send 'more' for the rest）"
 
 
-def fit(openid: str, reply: Text, context: Context) -> Text:
+def fit(openid: str, reply: Text, services: Services) -> Text:
     """Cut a text over 2048 bytes at a sentence end; keep the rest for "more"."""
     head, rest = fit_text(reply.content, TEXT_LIMIT_BYTES - len(REST_NOTE.encode("utf-8")))
     if not rest:
         return reply
     key = Keys.session(openid)
-    with context.later() as pipe:
+    with services.later() as pipe:
         pipe.hset(key, "rest", rest)
         pipe.expire(key, SESSION_TTL)
     return Text(head + REST_NOTE)
 
 
-def no_reply(message: Inbound, context: Context) -> Reply:
+def no_reply(message: Inbound, services: Services) -> Reply:
     """Unknown types and receipts: nothing to say (the webhook answers ``success``)."""
     return None
 
@@ -150,7 +121,7 @@ registry = Registry(default=no_reply)
 
 
 @registry.message("text", "voice")
-def question(message: Inbound, context: Context) -> Reply:
+def question(message: Inbound, services: Services) -> Reply:
     """Chat commands, keyword replies, "more", then the best excerpt from the articles."""
     text = message.content.strip()
     if message.kind == "voice":
@@ -160,23 +131,23 @@ def question(message: Inbound, context: Context) -> Reply:
             "语音没有识别出文字，请直接打字提问。\nI could not make out that voice message; "
             "please type your question."
         )
-    command = subscribers.chat_command(context.redis, message.openid, text, context.config)
+    command = subscribers.chat_command(services.redis, message.openid, text, services.config)
     if command is not None:
         return Text(command)
-    for rule in context.config.replies.replies:
+    for rule in services.config.replies.replies:
         if rule.matches(text):
             return Text(rule.reply)
     if text.casefold() in MORE_WORDS:
-        return more(message.openid, context)
-    return ask(message.openid, text, context)
+        return more(message.openid, services)
+    return ask(message.openid, text, services)
 
 
-def ask(openid: str, text: str, context: Context) -> Text:
+def ask(openid: str, text: str, services: Services) -> Text:
     """Answer ``text`` from the articles, remember it for "more", learn the interest."""
-    library = context.library
+    library = services.library
     answer = library.answer(text)
     key = Keys.session(openid)
-    with context.later() as pipe:
+    with services.later() as pipe:
         pipe.delete(key)
         if answer.found:
             pipe.hset(key, mapping={"question": text, "skip": 0})
@@ -185,24 +156,24 @@ def ask(openid: str, text: str, context: Context) -> Text:
     return Text(answer.text)
 
 
-def more(openid: str, context: Context) -> Text:
+def more(openid: str, services: Services) -> Text:
     """The rest of a long answer, or the next passage for the subscriber's last question."""
     key = Keys.session(openid)
-    session = context.redis.hgetall(key)
+    session = services.redis.hgetall(key)
     if session.get("rest"):
-        with context.later() as pipe:
+        with services.later() as pipe:
             pipe.hdel(key, "rest")
         return Text(session["rest"])
     if not session.get("question"):
         return Text("先问我一个问题，再发「更多」。\nAsk me something first, then send 'more'.")
     skip = int(session.get("skip", 0)) + 1
-    answer = context.library.answer(session["question"], skip=skip)
+    answer = services.library.answer(session["question"], skip=skip)
     if not answer.found:
-        zh = context.library.language_of(session["question"]) == "zh"
+        zh = services.library.language_of(session["question"]) == "zh"
         return Text(
             "关于这个问题，没有更多段落了。" if zh else "That is all I have on that question."
         )
-    with context.later() as pipe:
+    with services.later() as pipe:
         pipe.hset(key, "skip", skip)
         pipe.expire(key, SESSION_TTL)
     return Text(answer.text)
@@ -217,13 +188,13 @@ MEDIA_REPLY = (
 
 
 @registry.message("image", "video", "shortvideo", "miniprogrampage")
-def media(message: Inbound, context: Context) -> Reply:
+def media(message: Inbound, services: Services) -> Reply:
     """Media the bot cannot read: say what it can do."""
     return Text(MEDIA_REPLY)
 
 
 @registry.message("location")
-def location(message: Inbound, context: Context) -> Reply:
+def location(message: Inbound, services: Services) -> Reply:
     """A shared location: the account offers nothing place-based, and keeps no location."""
     label = str(message.fields.get("Label") or "").strip()
     where = f"（{label}）" if label else ""
@@ -234,7 +205,7 @@ def location(message: Inbound, context: Context) -> Reply:
 
 
 @registry.message("link")
-def link(message: Inbound, context: Context) -> Reply:
+def link(message: Inbound, services: Services) -> Reply:
     """A shared link: the bot does not fetch pages; suggest asking instead."""
     title = str(message.fields.get("Title") or "").strip()
     about = f"《{title}》" if title else "链接"
@@ -248,66 +219,66 @@ def link(message: Inbound, context: Context) -> Reply:
 
 
 @registry.event("subscribe")
-def subscribe(message: Inbound, context: Context) -> Reply:
+def subscribe(message: Inbound, services: Services) -> Reply:
     """A new follower (perhaps from a QR code scene): record the scene, say welcome."""
     scene = (
         message.event_key.removeprefix("qrscene_")
         if message.event_key.startswith("qrscene_")
         else ""
     )
-    subscribers.on_follow(context.redis, message.openid, scene=scene)
+    subscribers.on_follow(services.redis, message.openid, scene=scene)
     if scene:
-        context.redis.rpush(Keys.scenes(message.openid), scene)
-    return Text(context.config.account.welcome)
+        services.redis.rpush(Keys.scenes(message.openid), scene)
+    return Text(services.config.account.welcome)
 
 
 @registry.event("scan")
-def scan(message: Inbound, context: Context) -> Reply:
+def scan(message: Inbound, services: Services) -> Reply:
     """A follower scanned a QR code again: record the scene, say nothing."""
     if message.event_key:
-        context.redis.rpush(Keys.scenes(message.openid), message.event_key)
+        services.redis.rpush(Keys.scenes(message.openid), message.event_key)
     return None
 
 
 @registry.event("unsubscribe")
-def unsubscribe(message: Inbound, context: Context) -> Reply:
+def unsubscribe(message: Inbound, services: Services) -> Reply:
     """Unfollowed: purge everything the bot keeps about this subscriber, cancel queued sends."""
-    subscribers.on_unfollow(context.redis, message.openid)
+    subscribers.on_unfollow(services.redis, message.openid)
     return None
 
 
 @registry.event("click")
-def click(message: Inbound, context: Context) -> Reply:
+def click(message: Inbound, services: Services) -> Reply:
     """A menu click: run the action configured for its key in config/menu.yaml."""
-    button = context.config.menu.click(message.event_key)
+    button = services.config.menu.click(message.event_key)
     if button is None:
         log.info("click on unknown menu key %r", message.event_key)
-        return Text(context.config.account.help)
+        return Text(services.config.account.help)
     if button.action == "text":
         return Text(button.text or "")
     if button.action == "search":
-        return ask(message.openid, button.query or "", context)
+        return ask(message.openid, button.query or "", services)
     if button.action == "latest":
-        titles = context.library.titles()[:5]
+        titles = services.library.titles()[:5]
         return Text("最新文章 / Latest articles:\n" + "\n".join(f"· {t}" for t in titles))
     if button.action == "settings":
-        return Text(subscribers.settings_text(context.redis, message.openid, context.config))
-    return Text(context.config.account.help)
+        return Text(subscribers.settings_text(services.redis, message.openid, services.config))
+    return Text(services.config.account.help)
 
 
 @registry.event("templatesendjobfinish", "masssendjobfinish")
-def receipt(message: Inbound, context: Context) -> Reply:
+def receipt(message: Inbound, services: Services) -> Reply:
     """Delivery receipts: record them for the operator, a mass send's in its run; say nothing."""
     record = {k: v for k, v in message.fields.items() if isinstance(v, str)}
     key = Keys.events(message.event)
-    context.redis.lpush(key, json.dumps(record, ensure_ascii=False))
-    context.redis.ltrim(key, 0, EVENT_LOG_LENGTH - 1)
+    services.redis.lpush(key, json.dumps(record, ensure_ascii=False))
+    services.redis.ltrim(key, 0, EVENT_LOG_LENGTH - 1)
     if message.event == "masssendjobfinish":
-        mass_receipt(record, context)
+        mass_receipt(record, services)
     return None
 
 
-def mass_receipt(record: dict[str, str], context: Context) -> None:
+def mass_receipt(record: dict[str, str], services: Services) -> None:
     """Match a mass send's receipt to the digest run that made the send (by its MsgID)."""
     msg_id = record.get("MsgID", "").strip()
     if not msg_id.isdigit():
@@ -316,7 +287,7 @@ def mass_receipt(record: dict[str, str], context: Context) -> None:
     names = ("TotalCount", "FilterCount", "SentCount", "ErrorCount")
     total, filtered, sent, errors = (_count(record.get(name)) for name in names)
     status = record.get("Status", "").strip()
-    run = receipts.record_receipt(context.redis, msg_id, status, total, filtered, sent, errors)
+    run = receipts.record_receipt(services.redis, msg_id, status, total, filtered, sent, errors)
     log.info("mass receipt %s: %s (run %s)", msg_id, record.get("Status"), run or "not known yet")
 
 

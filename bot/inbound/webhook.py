@@ -8,8 +8,10 @@ GET is the server-config handshake (check ``signature``, echo ``echostr``). POST
 4. the body: UTF-8, no ``<!DOCTYPE``/``<!ENTITY``, well-formed: 400 otherwise;
 5. with ``encrypt_type=aes``: ``msg_signature`` (403), then decrypt (400 on bad base64, padding,
    length or a foreign appid); a safe-mode account refuses plaintext bodies (400);
-6. parse into an :class:`~bot.message.Inbound` (400 on missing, duplicated or mistyped fields);
-7. answer through :mod:`bot.delivery` (dedup, deadline), render, and seal the reply in the AES
+6. parse into an :class:`~bot.wechat.message.Inbound` (400 on missing, duplicated or mistyped
+   fields);
+7. answer through :mod:`bot.inbound.delivery` (dedup, deadline), render, and seal the reply in the
+   AES
    envelope when the request came encrypted.
 
 Every refusal is one log line naming the reason (never a secret, never a traceback to the client).
@@ -19,17 +21,20 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bot import clock, delivery
-from bot.config import Config
-from bot.handlers import Context
-from bot.message import BadMessage, Inbound, parse, xml_fields
-from bot.settings import Settings
-from bot.wire import Envelope, EnvelopeError, render_reply, signature, signature_matches
+from bot import clock
+from bot.inbound import delivery
+from bot.wechat.envelope import EnvelopeError
+from bot.wechat.message import BadMessage, Inbound, parse, xml_fields
+from bot.wechat.reply import render_reply
+from bot.wechat.signing import signature, signature_matches
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +52,16 @@ class Refused(Exception):
         self.status, self.reason = status, reason
 
 
-@dataclass(frozen=True)
-class Webhook:
-    """What the endpoint needs, built once by the app factory."""
-
-    settings: Settings
-    config: Config
-    envelope: Envelope
-    context: Context
-    enqueue_late: delivery.LateSender
-
-
-def init_app(app: Flask, webhook: Webhook) -> None:
-    """Register the blueprint with its dependencies."""
-    app.extensions["bot.webhook"] = webhook
-    app.config["MAX_CONTENT_LENGTH"] = webhook.config.webhook.max_body_bytes
+def init_app(app: Flask, services: Services, enqueue_late: delivery.LateSender) -> None:
+    """Register the blueprint: it answers with ``services``; late answers go to ``enqueue_late``."""
+    app.extensions["bot.services"] = services
+    app.extensions["bot.enqueue_late"] = enqueue_late
+    app.config["MAX_CONTENT_LENGTH"] = services.config.webhook.max_body_bytes
     app.register_blueprint(bp)
 
 
-def _webhook() -> Webhook:
-    return current_app.extensions["bot.webhook"]
+def _services() -> Services:
+    return current_app.extensions["bot.services"]
 
 
 def _refuse(refused: Refused) -> Response:
@@ -97,15 +92,15 @@ def _arg(name: str, required: bool = True) -> str:
     return value
 
 
-def _check_signature(hook: Webhook) -> tuple[str, str]:
+def _check_signature(services: Services) -> tuple[str, str]:
     """Check ``signature`` and the timestamp window; return (timestamp, nonce)."""
     timestamp, nonce_value, given = _arg("timestamp"), _arg("nonce"), _arg("signature")
-    expected = signature(hook.settings.token, timestamp, nonce_value)
+    expected = signature(services.settings.token, timestamp, nonce_value)
     if not signature_matches(expected, given):
         raise Refused(403, "signature does not match")
     if not timestamp.isdigit():
         raise Refused(403, "timestamp is not a number")
-    window = hook.config.webhook.timestamp_window_seconds
+    window = services.config.webhook.timestamp_window_seconds
     if abs(clock.now() - int(timestamp)) > window:
         raise Refused(403, f"timestamp is more than {window} s away from now")
     return timestamp, nonce_value
@@ -115,7 +110,7 @@ def _check_signature(hook: Webhook) -> tuple[str, str]:
 def handshake() -> Response:
     """The server-config check: echo ``echostr`` once the signature holds."""
     try:
-        _check_signature(_webhook())
+        _check_signature(_services())
         echostr = _arg("echostr")
     except Refused as refused:
         return _refuse(refused)
@@ -125,27 +120,27 @@ def handshake() -> Response:
 @bp.post("/wechat")
 def receive() -> Response:
     """A message or event from WeChat: answer it, or refuse it with a 4xx."""
-    hook = _webhook()
+    services = _services()
     try:
-        timestamp, nonce_value = _check_signature(hook)
-        message, encrypted = _read_message(hook, timestamp, nonce_value)
+        timestamp, nonce_value = _check_signature(services)
+        message, encrypted = _read_message(services, timestamp, nonce_value)
     except Refused as refused:
         return _refuse(refused)
-    webhook_config = hook.config.webhook
+    webhook_config = services.config.webhook
     reply = delivery.answer(
         message,
-        hook.context,
+        services,
         budget=webhook_config.deadline_seconds,
         dedup_ttl=webhook_config.dedup_ttl_seconds,
-        enqueue_late=hook.enqueue_late,
+        enqueue_late=current_app.extensions["bot.enqueue_late"],
     )
     xml = render_reply(reply, message.openid, message.account, int(clock.now()))
     if encrypted and reply is not None:
-        xml = hook.envelope.seal(xml, str(int(clock.now())), nonce_value)
+        xml = services.envelope.seal(xml, str(int(clock.now())), nonce_value)
     return Response(xml, mimetype="text/plain" if reply is None else "application/xml")
 
 
-def _read_message(hook: Webhook, timestamp: str, nonce_value: str) -> tuple[Inbound, bool]:
+def _read_message(services: Services, timestamp: str, nonce_value: str) -> tuple[Inbound, bool]:
     """Decode, decrypt and parse the body; return the message and whether it came encrypted."""
     raw = request.get_data(cache=False)
     if not raw.strip():
@@ -161,8 +156,8 @@ def _read_message(hook: Webhook, timestamp: str, nonce_value: str) -> tuple[Inbo
         raise Refused(400, f"unknown encrypt_type {encrypt_type!r}")
     encrypted = encrypt_type == "aes"
     if encrypted:
-        body = _open_envelope(hook, body, timestamp, nonce_value)
-    elif hook.settings.mode == "safe":
+        body = _open_envelope(services, body, timestamp, nonce_value)
+    elif services.settings.mode == "safe":
         raise Refused(400, "this account is in safe mode: plaintext bodies are refused")
     try:
         return parse(body), encrypted
@@ -170,7 +165,7 @@ def _read_message(hook: Webhook, timestamp: str, nonce_value: str) -> tuple[Inbo
         raise Refused(400, str(exc)) from None
 
 
-def _open_envelope(hook: Webhook, body: str, timestamp: str, nonce_value: str) -> str:
+def _open_envelope(services: Services, body: str, timestamp: str, nonce_value: str) -> str:
     msg_signature = _arg("msg_signature")
     try:
         outer = xml_fields(body)
@@ -180,7 +175,7 @@ def _open_envelope(hook: Webhook, body: str, timestamp: str, nonce_value: str) -
     if not isinstance(encrypt, str) or not encrypt.strip():
         raise Refused(400, "encrypt_type=aes but no single Encrypt field")
     try:
-        plain = hook.envelope.open(encrypt.strip(), msg_signature, timestamp, nonce_value)
+        plain = services.envelope.open(encrypt.strip(), msg_signature, timestamp, nonce_value)
     except EnvelopeError as exc:
         status = 403 if "signature" in str(exc) else 400
         raise Refused(status, str(exc)) from None

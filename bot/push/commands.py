@@ -1,33 +1,22 @@
 """``python -m bot push ...``: preview, run and report digests; the scheduler process.
 
-The synthetic month of subscribers (:mod:`bot.push.scenario`) is ``python -m bot sim scenario``.
+The synthetic month of subscribers is the simulator's ``python -m bot sim scenario``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
 
 from bot import clock
-from bot.config import ConfigError, load_config
-from bot.settings import Settings, SettingsError
+from bot.cli import open_services
 
-
-def _setup():  # noqa: ANN202 - runs.Setup, imported lazily to keep --help fast
-    from bot import state
-    from bot.push import runs
-    from bot.wechat_api import WeChatApi
-
-    try:
-        settings = Settings.from_env()
-        config = load_config(settings.config_dir)
-    except (SettingsError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    r = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
-    return runs.Setup(r, config, WeChatApi.from_settings(settings, r), settings.content_dir)
+if TYPE_CHECKING:
+    from bot.services import Services
 
 
 def _when(text: str | None, timezone: str) -> float:
@@ -47,14 +36,14 @@ def _when(text: str | None, timezone: str) -> float:
     return parsed.timestamp()
 
 
-def _run_of(setup, digest: str, now: float) -> str:  # noqa: ANN001
+def _run_of(services: Services, digest: str, now: float) -> str:
     from bot.push import runs
 
     try:
-        found = setup.digest(digest)
+        found = services.config.push.digest(digest)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    return runs.run_id(found.name, runs.last_slot(found, setup.config.account.timezone, now))
+    return runs.run_id(found.name, runs.last_slot(found, services.config.account.timezone, now))
 
 
 @click.group()
@@ -70,18 +59,20 @@ def preview_command(digest: str, user: str | None, limit: int) -> None:
     """Show who would get DIGEST now and why the others would not (nothing is sent)."""
     from bot.push import runs
 
-    setup = _setup()
-    run = _run_of(setup, digest, clock.now())
+    services = open_services()
+    run = _run_of(services, digest, clock.now())
     slot = runs.parse_run(run)[1]
     openids = (
         [user]
         if user
-        else [o for batch in runs.members(setup.redis, runs.CHUNK_SIZE, until=slot) for o in batch]
+        else [
+            o for batch in runs.members(services.redis, runs.CHUNK_SIZE, until=slot) for o in batch
+        ]
     )
     totals: Counter[str] = Counter()
     shown = 0
     for i in range(0, len(openids), runs.CHUNK_SIZE):
-        for openid, reason, items in runs.preview(setup, run, openids[i : i + runs.CHUNK_SIZE]):
+        for openid, reason, items in runs.preview(services, run, openids[i : i + runs.CHUNK_SIZE]):
             totals[reason] += 1
             if shown < limit:
                 shown += 1
@@ -103,17 +94,17 @@ def run_command(digest: str, now: str | None) -> None:
     """Run DIGEST's slot in this process, with a progress bar (decisions use the server clock)."""
     from bot.push import runs
 
-    setup = _setup()
-    run = _run_of(setup, digest, _when(now, setup.config.account.timezone))
-    runs.start_run(setup.redis, run, clock.now())  # the scheduler will not plan it again
-    size = runs.chunk_size(setup.digest(runs.parse_run(run)[0]))
-    chunks = list(runs.members(setup.redis, size, until=runs.parse_run(run)[1]))
+    services = open_services()
+    run = _run_of(services, digest, _when(now, services.config.account.timezone))
+    runs.start_run(services.redis, run, clock.now())  # the scheduler will not plan it again
+    size = runs.chunk_size(services.config.push.digest(runs.parse_run(run)[0]))
+    chunks = list(runs.members(services.redis, size, until=runs.parse_run(run)[1]))
     totals: Counter[str] = Counter()
     with click.progressbar(chunks, label=f"run {run}", show_pos=True) as bar:
         for openids in bar:
-            totals.update(runs.process_chunk(setup, run, openids))
-    runs.mark_planned(setup.redis, run, len(chunks))
-    runs.warn_left_out(setup, run)
+            totals.update(runs.process_chunk(services, run, openids))
+    runs.mark_planned(services.redis, run, len(chunks))
+    runs.warn_left_out(services, run)
     click.echo(
         ", ".join(f"{k} {v}" for k, v in totals.most_common()) or "nobody had followed by this slot"
     )
@@ -125,14 +116,14 @@ def report_command(days: int) -> None:
     """Decisions by reason per day, with a chart; then each mass send with its receipt."""
     from bot.push import report
 
-    setup = _setup()
+    services = open_services()
     today = dt.datetime.fromtimestamp(clock.now(), dt.UTC).date()
-    counts = report.daily(setup.redis, days, today)
+    counts = report.daily(services.redis, days, today)
     click.echo(report.table(counts))
     click.echo()
     click.echo(report.chart(counts))
     first = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), dt.UTC)
-    sends = report.mass_sends(setup.redis, first.timestamp())
+    sends = report.mass_sends(services.redis, first.timestamp())
     if sends:
         click.echo()
         click.echo("\n".join(sends))
@@ -144,8 +135,8 @@ def scheduler_command(once: bool) -> None:
     """Enqueue due digest runs every 30 s (the Procfile's scheduler line)."""
     from bot.push.scheduler import run_scheduler
 
-    setup = _setup()
-    run_scheduler(setup.redis, setup.config, once=once)
+    services = open_services()
+    run_scheduler(services.redis, services.config, once=once)
 
 
 @push.command("reconcile")
@@ -154,8 +145,8 @@ def reconcile_command(run: str) -> None:
     """Close RUN (e.g. daily@1893891600): stale reservations -> unknown, undecided -> decided."""
     from bot.push import runs
 
-    setup = _setup()
-    counts = runs.reconcile(setup, run)
+    services = open_services()
+    counts = runs.reconcile(services, run)
     click.echo(", ".join(f"{k} {v}" for k, v in counts.most_common()) or "nothing to do")
 
 

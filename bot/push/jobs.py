@@ -7,14 +7,14 @@
   ``unknown`` rather than sending again);
 - :func:`sweep_job` sends what quiet hours deferred; :func:`reconcile_job` closes a run.
 
-A job builds its :class:`~bot.push.runs.Setup` once per worker process (:func:`setup`), and first
-follows the shared virtual time of a simulation (:func:`bot.push.timebase.follow`).
+A job takes the bot's services from :func:`bot.services.current` (built once per worker process);
+the worker (:class:`bot.worker.BotWorker`) has it follow the shared virtual time of a simulation.
 
 Workers: queues ``default`` then ``push``, JSON serializer, ``with_scheduler=True`` (delayed
 retries), ``worker_ttl=30``, ``job_monitoring_interval=10`` and ``maintenance_interval=30``: a job
 whose worker host died is found abandoned after its heartbeat lapses (10 + 60 s in RQ 3.0) at the
 next maintenance pass, and retried, about a minute later instead of RQ's default ten.
-(:func:`bot.push.scenario.work` is such a worker.)
+(:func:`bot.worker.run_worker` makes such a worker.)
 
 Scaling out: run several workers and schedulers on several hosts against one Redis made highly
 available with Sentinel (a primary, a replica, three sentinels; clients ask the sentinels for the
@@ -27,16 +27,12 @@ caps and windows hold across hosts because every decision runs inside Redis on i
 from __future__ import annotations
 
 import logging
-from functools import cache
 
 import redis
 from rq import Queue, Retry, get_current_job
-from rq.serializers import JSONSerializer
 
-from bot import state
-from bot.config import load_config
-from bot.push import runs, timebase
-from bot.settings import Settings
+from bot import services, worker
+from bot.push import runs
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +50,8 @@ JOB_TIMEOUT = 900
 
 
 def queue(r: redis.Redis) -> Queue:
-    """The push queue on the server ``r`` talks to (JSON serializer, like the bot's other jobs)."""
-    return Queue(QUEUE, connection=state.bytes_client(r), serializer=JSONSerializer)
-
-
-@cache
-def setup() -> runs.Setup:
-    """This worker process's settings, config, Redis and API client."""
-    from bot.wechat_api import WeChatApi
-
-    settings = Settings.from_env()
-    config = load_config(settings.config_dir)
-    r = state.connect(state.resolve_url(settings.redis_url, settings.data_dir))
-    return runs.Setup(r, config, WeChatApi.from_settings(settings, r), settings.content_dir)
+    """The push queue on the server ``r`` talks to."""
+    return worker.queue(r, QUEUE)
 
 
 def job_name(*parts: object) -> str:
@@ -85,8 +70,7 @@ def enqueue_plan(r: redis.Redis, run: str) -> None:
 
 def plan_job(run: str) -> int:
     """Split ``run`` into chunk jobs; returns how many."""
-    s = setup()
-    timebase.follow(s.redis)
+    s = services.current()
     q = queue(s.redis)
 
     def enqueue_chunk(index: int, openids: list[str]) -> None:
@@ -100,8 +84,7 @@ def plan_job(run: str) -> int:
 
 def chunk_job(run: str, openids: list[str]) -> dict[str, int]:
     """Decide and send one chunk of ``run``; returns the decisions by reason."""
-    s = setup()
-    timebase.follow(s.redis)
+    s = services.current()
     job = get_current_job()
     final = job is None or not job.retries_left
     return dict(runs.process_chunk(s, run, openids, final_attempt=final))
@@ -109,13 +92,11 @@ def chunk_job(run: str, openids: list[str]) -> dict[str, int]:
 
 def sweep_job() -> dict[str, int]:
     """Send the deferred digests that are due."""
-    s = setup()
-    timebase.follow(s.redis)
+    s = services.current()
     return dict(runs.sweep(s))
 
 
 def reconcile_job(run: str) -> dict[str, int]:
     """Close ``run``: stale reservations become unknown, undecided subscribers are decided."""
-    s = setup()
-    timebase.follow(s.redis)
+    s = services.current()
     return dict(runs.reconcile(s, run))

@@ -26,22 +26,23 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import redis
 from croniter import croniter
 
 from bot import clock, state
-from bot.config import Config, Digest
+from bot.config import Digest
 from bot.push import receipts
 from bot.push.selection import FIRST_DIGEST_LOOKBACK, Catalog, Item, render
 from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle, log_entries
-from bot.state import RUN_TTL, Keys
-from bot.wechat_api import ApiError, ApiUnreachable
+from bot.state import RUN_TTL, Keys, drop_if_same
+from bot.wechat.api import RETRY, UNKNOWN, ApiError, ApiUnreachable
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -67,45 +68,14 @@ CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
 
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class Sender(Protocol):
-    """What the runs need of the API client (:class:`bot.wechat_api.WeChatApi`)."""
-
-    def send_text(self, openid: str, content: str) -> None: ...  # noqa: D102
-
-    def mass_send(self, openids: list[str], content: str, clientmsgid: str) -> int: ...  # noqa: D102
-
-
 class RetryLater(Exception):
     """Some sends of a chunk hit a quota or an outage; the job is retried with back-off."""
 
 
-@dataclass(frozen=True)
-class Setup:
-    """What a run needs: Redis, the config, the API, and where the articles are."""
-
-    redis: redis.Redis
-    """A client that decodes responses (``state.connect``'s default)."""
-    config: Config
-    api: Sender
-    content_dir: Path
-
-    def catalog(self) -> Catalog:
-        """The current articles (reloaded only when files changed)."""
-        return Catalog.load(self.content_dir, self.config.folder, self.config.account.timezone)
-
-    def digest(self, name: str) -> Digest:
-        """The digest called ``name``, or ValueError naming the ones that exist."""
-        found = self.config.push.digest(name)
-        if found is None:
-            names = ", ".join(d.name for d in self.config.push.digests) or "none"
-            raise ValueError(f"no digest {name!r} in push.yaml (defined: {names})")
-        return found
+def catalog(services: Services) -> Catalog:
+    """The current articles (reloaded only when files changed)."""
+    config = services.config
+    return Catalog.load(services.settings.content_dir, config.folder, config.account.timezone)
 
 
 # --- runs and slots -----------------------------------------------------------------------------
@@ -143,14 +113,14 @@ def start_run(r: redis.Redis, run: str, now: float) -> bool:
     return first
 
 
-def plan(setup: Setup, run: str, enqueue_chunk: Callable[[int, list[str]], None]) -> int:
+def plan(services: Services, run: str, enqueue_chunk: Callable[[int, list[str]], None]) -> int:
     """Hand every subscriber of ``run`` to ``enqueue_chunk`` in chunks; returns the chunk count.
 
     Planning twice (a retried job) enqueues the chunks again, which the ledger makes harmless.
     """
-    r = setup.redis
+    r = services.redis
     name, slot = parse_run(run)
-    digest = setup.digest(name)
+    digest = services.config.push.digest(name)
     key = Keys.push_plan(run)
     if r.hget(key, "state") == "planned":
         return int(r.hget(key, "chunks") or 0)
@@ -218,33 +188,33 @@ def quiet_intervals(timezone: str, quiet: str, hour: int) -> tuple[tuple[float, 
 
 
 def process_chunk(
-    setup: Setup, run: str, openids: list[str], final_attempt: bool = True
+    services: Services, run: str, openids: list[str], final_attempt: bool = True
 ) -> Counter[str]:
     """Decide and send for ``openids``; returns the decisions made by this call.
 
     Raises :class:`RetryLater` when quota or outage errors left sends to retry (unless this is
     the ``final_attempt``, which records them as ``failed-api``).
     """
-    r = setup.redis
+    r = services.redis
     name, slot = parse_run(run)
-    digest = setup.digest(name)
-    config = setup.config
+    digest = services.config.push.digest(name)
+    config = services.config
     now = clock.now()
     throttle = Throttle(
         r, run, digest.name, digest.channel, config.push.limits,
         day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
         account_type=config.account.type,
     )
-    candidates, picks, langs, mass_items = _candidates(setup, digest, slot, openids, now)
+    candidates, picks, langs, mass_items = _candidates(services, digest, slot, openids, now)
     decisions = throttle.decide(candidates)
     counts: Counter[str] = Counter(
         d.reason if d.fresh else "already-decided" for d in decisions if d.reason != "reserved"
     )
     reserved = [d for d in decisions if d.reason == "reserved"]
     if digest.channel == "custom":
-        outcomes = _send_custom(setup, throttle, reserved, picks, langs, final_attempt)
+        outcomes = _send_custom(services, throttle, reserved, picks, langs, final_attempt)
     else:
-        outcomes = _send_mass(setup, throttle, reserved, mass_items, run, final_attempt, now)
+        outcomes = _send_mass(services, throttle, reserved, mass_items, run, final_attempt, now)
     counts.update(outcomes)
     if counts.get("retry") and not final_attempt:
         raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
@@ -252,15 +222,15 @@ def process_chunk(
 
 
 def _candidates(
-    setup: Setup, digest: Digest, slot: float, openids: list[str], now: float
+    services: Services, digest: Digest, slot: float, openids: list[str], now: float
 ) -> tuple[list[Candidate], dict[str, list[Item]], dict[str, str], list[Item]]:
     """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline).
 
     Plain commands in one round trip (:func:`bot.state.bulk`), not a script: reading costs the
     Redis server a third as much this way, and Redis is what a large run waits for.
     """
-    r, config = setup.redis, setup.config
-    catalog = setup.catalog()
+    r, config = services.redis, services.config
+    articles = catalog(services)
     replies = state.bulk(r, [
         *(
             command
@@ -275,7 +245,7 @@ def _candidates(
     cursors = replies.pop()
     limits = config.push.limits
     default_quiet = f"{limits.quiet_start}-{limits.quiet_end}"
-    mass_items = catalog.pick({}, slot - 7 * 86400, now, digest.items)
+    mass_items = articles.pick({}, slot - 7 * 86400, now, digest.items)
     candidates: list[Candidate] = []
     picks: dict[str, list[Item]] = {}
     langs: dict[str, str] = {}
@@ -290,7 +260,7 @@ def _candidates(
             memo = (start, *interests.items())
             picked = chosen.get(memo)
             if picked is None:
-                picked = chosen[memo] = catalog.pick(interests, start, now, digest.items)
+                picked = chosen[memo] = articles.pick(interests, start, now, digest.items)
         else:
             picked = [
                 item for item in mass_items
@@ -311,33 +281,34 @@ def _weights(reply: list[Any]) -> dict[str, float]:
     return dict(zip(reply[::2], map(float, reply[1::2]), strict=True))
 
 
-def preview(setup: Setup, run: str, openids: list[str]) -> list[tuple[str, str, list[Item]]]:
+def preview(services: Services, run: str, openids: list[str]) -> list[tuple[str, str, list[Item]]]:
     """What :func:`process_chunk` would decide now, without reserving or sending anything."""
     name, slot = parse_run(run)
-    digest = setup.digest(name)
-    config = setup.config
+    digest = services.config.push.digest(name)
+    config = services.config
     throttle = Throttle(
-        setup.redis, run, digest.name, digest.channel, config.push.limits, day="preview",
+        services.redis, run, digest.name, digest.channel, config.push.limits, day="preview",
         account_type=config.account.type,
     )
-    candidates, picks, _, _ = _candidates(setup, digest, slot, openids, clock.now())
+    candidates, picks, _, _ = _candidates(services, digest, slot, openids, clock.now())
     decisions = throttle.decide(candidates, dry_run=True)
     return [(d.openid, d.reason, picks[d.openid]) for d in decisions]
 
 
 def _failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
-    """``(outcome, detail, stop calling)`` for an API error."""
-    if isinstance(exc, ApiUnreachable):
-        if exc.maybe_delivered:
-            return "unknown", "timeout", False
-        return ("failed-api" if final_attempt else "retry"), "unreachable", True
-    if exc.retry_later:
-        return ("failed-api" if final_attempt else "retry"), str(exc.code), True
-    return "failed-api", str(exc.code), False
+    """``(outcome, detail, stop calling)`` for an API error, by its fate (the one retry policy)."""
+    detail = "timeout" if exc.fate == UNKNOWN else (
+        "unreachable" if isinstance(exc, ApiUnreachable) else str(exc.code)
+    )
+    if exc.fate == UNKNOWN:
+        return "unknown", detail, False
+    if exc.fate == RETRY:
+        return ("failed-api" if final_attempt else "retry"), detail, True
+    return "failed-api", detail, False
 
 
 def _send_custom(
-    setup: Setup,
+    services: Services,
     throttle: Throttle,
     reserved: list[Decision],
     picks: dict[str, list[Item]],
@@ -359,7 +330,7 @@ def _send_custom(
             if text is None:
                 text = texts[key] = render(picked, lang)
             try:
-                setup.api.send_text(decision.openid, text)
+                services.api.send_text(decision.openid, text)
                 batch.append((decision, "sent", ""))
             except ApiError as exc:
                 outcome, detail, stop = _failure(exc, final_attempt)
@@ -376,7 +347,7 @@ def _send_custom(
 
 
 def _send_mass(
-    setup: Setup,
+    services: Services,
     throttle: Throttle,
     reserved: list[Decision],
     items: list[Item],
@@ -386,12 +357,12 @@ def _send_mass(
 ) -> Counter[str]:
     if not reserved:
         return Counter()
-    r = setup.redis
+    r = services.redis
     openids = [d.openid for d in reserved]
     clientmsgid = f"{run}:{openids[0]}"  # also who holds the day's claim: a retry re-uses both
     day = ""
-    if setup.config.account.type == "subscription":
-        day = mass_day(setup.config.account.timezone, now)
+    if services.config.account.type == "subscription":
+        day = mass_day(services.config.account.timezone, now)
         if not claim_mass_day(r, day, clientmsgid):
             log.info("%s: %d mass sends skipped, %s's one mass send is taken by %s", run,
                      len(reserved), day, r.get(Keys.push_mass_day(day)))
@@ -402,7 +373,7 @@ def _send_mass(
         return Counter(throttle.settle([(reserved[0], "failed-api", "one-recipient")]))
     msg_id = 0
     try:
-        msg_id = setup.api.mass_send(openids, render(items, "zh"), clientmsgid)
+        msg_id = services.api.mass_send(openids, render(items, "zh"), clientmsgid)
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = _failure(exc, final_attempt)
@@ -419,12 +390,10 @@ def _send_mass(
 def _nothing_sent(exc: ApiError) -> bool:
     """Whether a failed mass call left the day's quota unused (so another attempt may use it).
 
-    Not after 45065 (this clientmsgid was sent before), a timeout that may have been delivered, or
-    45028 (the day's quota is gone: more calls would only fail the same way).
+    Not when it may have been delivered (its fate is unknown), after 45065 (this clientmsgid was
+    sent before), or 45028 (the day's quota is gone: more calls would only fail the same way).
     """
-    if isinstance(exc, ApiUnreachable):
-        return not exc.maybe_delivered
-    return exc.code not in (45065, 45028)
+    return exc.fate != UNKNOWN and exc.code not in (45065, 45028)
 
 
 # --- a subscription account's one mass send a day -----------------------------------------------
@@ -448,14 +417,14 @@ def claim_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
 
 def release_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
     """Give ``day``'s mass send back if ``holder`` still has it (its call sent nothing)."""
-    return bool(r.register_script(_RELEASE)(keys=[Keys.push_mass_day(day)], args=[holder]))
+    return drop_if_same(r, Keys.push_mass_day(day), holder)
 
 
-def warn_left_out(setup: Setup, run: str) -> int:
+def warn_left_out(services: Services, run: str) -> int:
     """Log once per run how many eligible subscribers the daily mass quota left out; how many."""
-    r = setup.redis
-    digest = setup.digest(parse_run(run)[0])
-    if digest.channel != "mass" or setup.config.account.type != "subscription":
+    r = services.redis
+    digest = services.config.push.digest(parse_run(run)[0])
+    if digest.channel != "mass" or services.config.account.type != "subscription":
         return 0
     left_out = sum(
         1 for value in r.hvals(Keys.push_ledger(run))
@@ -473,9 +442,9 @@ def warn_left_out(setup: Setup, run: str) -> int:
 # --- deferred sends and recovery ----------------------------------------------------------------
 
 
-def sweep(setup: Setup, limit: int = 5000) -> Counter[str]:
+def sweep(services: Services, limit: int = 5000) -> Counter[str]:
     """Re-decide the sends quiet hours deferred that are now due."""
-    r = setup.redis
+    r = services.redis
     now = clock.now()
     due = r.zrangebyscore(Keys.push_due(), "-inf", now, start=0, num=limit)
     by_run: dict[str, list[str]] = {}
@@ -491,7 +460,7 @@ def sweep(setup: Setup, limit: int = 5000) -> Counter[str]:
     counts: Counter[str] = Counter()
     for run, openids in by_run.items():
         try:
-            counts.update(process_chunk(setup, run, openids))
+            counts.update(process_chunk(services, run, openids))
         except ValueError as exc:  # the digest was removed from push.yaml
             log.warning("deferred sends of %s dropped: %s", run, exc)
             for openid in openids:
@@ -499,13 +468,13 @@ def sweep(setup: Setup, limit: int = 5000) -> Counter[str]:
     return counts
 
 
-def reconcile(setup: Setup, run: str) -> Counter[str]:
+def reconcile(services: Services, run: str) -> Counter[str]:
     """Close a run: stale reservations become ``unknown``, undecided subscribers get a decision.
 
     Run it once the run's chunk jobs are finished or dead (the scheduler does, a few minutes
     after the slot). Deferred sends stay with :func:`sweep`.
     """
-    r = setup.redis
+    r = services.redis
     _, slot = parse_run(run)
     ledger = r.hgetall(Keys.push_ledger(run))
     counts: Counter[str] = Counter()
@@ -517,7 +486,7 @@ def reconcile(setup: Setup, run: str) -> Counter[str]:
     missing = [o for batch in members(r, CHUNK_SIZE, until=slot) for o in batch if o not in ledger]
     for i in range(0, len(stale) + len(missing), CHUNK_SIZE):
         batch = (stale + missing)[i:i + CHUNK_SIZE]
-        counts.update(process_chunk(setup, run, batch))
+        counts.update(process_chunk(services, run, batch))
     r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
-    warn_left_out(setup, run)
+    warn_left_out(services, run)
     return counts

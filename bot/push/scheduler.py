@@ -21,8 +21,8 @@ import redis
 
 from bot import clock
 from bot.config import Config
-from bot.push import jobs, runs, throttle, timebase
-from bot.state import Keys
+from bot.push import jobs, runs, throttle
+from bot.state import Keys, timebase
 
 log = logging.getLogger(__name__)
 

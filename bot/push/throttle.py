@@ -30,10 +30,9 @@ from pathlib import Path
 
 import redis
 
-from bot import clock, subscribers
+from bot import clock
 from bot.config import Limits
-from bot.push import timebase
-from bot.state import RUN_TTL, Keys
+from bot.state import RUN_TTL, Keys, Lua, timebase
 from bot.subscribers import MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS
 
 FINAL = (
@@ -108,8 +107,6 @@ class Throttle:
         self.mass_cap = SERVICE_MASS_PER_MONTH if (
             channel == "mass" and account_type == "service"
         ) else 0
-        self._decide = r.register_script(_script("decide.lua"))
-        self._settle = r.register_script(_script("settle.lua"))
 
     def decide(self, candidates: Iterable[Candidate], dry_run: bool = False) -> list[Decision]:
         """Decide for each candidate in one script call; reserve the sends unless ``dry_run``."""
@@ -133,7 +130,7 @@ class Throttle:
                 Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
                 Keys.push_mass_logs(), Keys.push_cs_logs()]
         timebase.publish(self.r)
-        flat = [_text(v) for v in self._decide(keys=keys, args=args)]
+        flat = [_text(v) for v in _script("decide.lua")(self.r, keys, args)]
         out = []
         for i, c in enumerate(batch):
             reason, at, fresh = flat[3 * i: 3 * i + 3]
@@ -153,7 +150,7 @@ class Throttle:
                 Keys.push_members()]
         timebase.publish(self.r)
         args = [self.run, self.digest, self.channel, *records]
-        return [_text(v) for v in self._settle(keys=keys, args=args)]
+        return [_text(v) for v in _script("settle.lua")(self.r, keys, args)]
 
 
 _PREFIXES = (Keys.user(""), Keys.push_pending(""))
@@ -177,25 +174,9 @@ def logged_sends(r: redis.Redis, openid: str, log: str = "digest") -> dict[str, 
 
 def record_cs_send(r: redis.Redis, openid: str) -> None:
     """Log a customer-service message sent outside the digests (e.g. a late reply)."""
-    script = r.register_script(_script("window.lua"))
-    script(keys=[Keys.push_cs_logs()],
-           args=[openid, f"reply:{secrets.token_hex(4)}", f"{clock.now():.3f}"])
-
-
-def cs_remaining(r: redis.Redis, openid: str) -> int:
-    """Customer-service messages the platform would still accept for ``openid`` right now."""
-    now = clock.now()
-    user = subscribers.record(r, openid)
-    sent = logged_sends(r, openid, "cs").values()
-    best = 0
-    for field, window, sends in (
-        ("last_msg", MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS),
-        ("last_act", subscribers.EVENT_WINDOW, subscribers.EVENT_WINDOW_SENDS),
-    ):
-        opened = float(user.get(field) or 0)
-        if opened and now - opened <= window:
-            best = max(best, sends - sum(1 for at in sent if at >= opened))
-    return best
+    _script("window.lua")(
+        r, [Keys.push_cs_logs()], [openid, f"reply:{secrets.token_hex(4)}", f"{clock.now():.3f}"]
+    )
 
 
 def prune_logs(r: redis.Redis, count: int = 1000) -> int:
@@ -204,21 +185,21 @@ def prune_logs(r: redis.Redis, count: int = 1000) -> int:
     Each call goes on where the last one stopped (``HSCAN``), so the scheduler's ticks go round
     all of them; a digest or settle trims a log itself whenever it touches one.
     """
-    script = r.register_script(_script("prune.lua"))
+    script = _script("prune.lua")
     done = 0
     for name, key in LOGS.items():
         cursor, found = r.hscan(key, int(r.hget(Keys.push_logs_cursor(), name) or 0), count=count)
         openids = list(found)
         if openids:
-            done += int(script(keys=[key, Keys.clock_offset()], args=[name, *openids]))
+            done += int(script(r, [key, Keys.clock_offset()], [name, *openids]))
         r.hset(Keys.push_logs_cursor(), name, cursor)
     return done
 
 
 @cache
-def _script(name: str) -> str:
+def _script(name: str) -> Lua:
     """A script with the functions it shares (``batch.lua``) in front (read once a process)."""
-    return (_HERE / "batch.lua").read_text() + (_HERE / name).read_text()
+    return Lua.from_files(_HERE / "batch.lua", _HERE / name)
 
 
 def _text(value: bytes | str | int) -> str:

@@ -7,24 +7,8 @@ import sys
 
 import click
 
+from bot.cli import load_settings, open_services
 from bot.config import ConfigError
-from bot.settings import Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _open(settings: Settings):  # noqa: ANN202 - a Library, imported lazily to keep --help fast
-    from bot.search.service import open_library
-
-    try:
-        return open_library(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.command("search")
@@ -33,7 +17,10 @@ def _open(settings: Settings):  # noqa: ANN202 - a Library, imported lazily to k
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def search(question: str, k: int, as_json: bool) -> None:
     """Rank passages of content/ for QUESTION, with scores and sources, and show the reply."""
-    library = _open(_settings())
+    try:
+        library = open_services(offline=True).library
+    except ConfigError as exc:  # the analyzer's word lists are read when the library opens
+        raise click.ClickException(str(exc)) from None
     hits = library.search(question, k=k)
     answer = library.answer(question)
     if as_json:
@@ -68,7 +55,7 @@ def content_check() -> None:
     from bot.search.content import load_folder
     from bot.search.options import load_options
 
-    settings = _settings()
+    settings = load_settings()
     loaded = load_folder(settings.content_dir)
     problems = [str(p) for p in loaded.problems]
     try:
@@ -87,12 +74,13 @@ def content_check() -> None:
 @content.command("reload")
 def content_reload() -> None:
     """Re-index content/ now and make running web processes rescan it on their next request."""
-    import redis
+    from bot import state
 
-    from bot.state import connect, embedded_url
-
-    settings = _settings()
-    library = _open(settings)
+    services = open_services(offline=True)
+    try:
+        library = services.library
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     library.refresh(force=True)
     library.request_reload()  # processes on this machine, whoever opened them
     status = library.status()
@@ -101,12 +89,11 @@ def content_reload() -> None:
         click.echo(f"problem: {problem}")
     from bot.search.service import request_reload
 
-    url = settings.redis_url or embedded_url(settings.data_dir)
-    try:
-        generation = request_reload(connect(url))
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    client = state.running(services.settings.redis_url, services.settings.data_dir)
+    if client is None:
         click.echo("Redis not reachable: only processes sharing this machine's index were told")
         return
+    generation = request_reload(client)
     click.echo(f"running processes told to rescan (generation {generation})")
 
 

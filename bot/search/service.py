@@ -1,7 +1,7 @@
 """How a running bot holds its library: where the cache lives, how a reload reaches every process.
 
-The web processes call :func:`open_library` once at start-up; the library looks at the files
-again by itself every ``refresh_seconds`` (config/search.yaml) when it answers.
+The composition root (:mod:`bot.services`) calls :func:`open_library` once a process; the library
+looks at the files again by itself every ``refresh_seconds`` (config/search.yaml) when it answers.
 ``python -m bot content reload`` calls :func:`request_reload`, which bumps
 ``Keys.content_generation()`` in Redis; each process's next ``refresh()`` sees the new value and
 rescans every file (hashing them, not trusting modification times).

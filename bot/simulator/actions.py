@@ -9,7 +9,8 @@ A plain line is a text message; slash commands send the other messages and event
     /block, /unblock     turn the account's messages off or on (only the platform hears it)
 
 :func:`parse_action` turns a line into an :class:`Action`: the message fields for
-``bot.wire.build_message`` and the activity the platform records (``bot.simulator.platform``).
+``bot.simulator.wire.build_message`` and the activity the platform records
+(``bot.simulator.platform``).
 """
 
 from __future__ import annotations

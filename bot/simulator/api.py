@@ -48,7 +48,8 @@ from bot import clock
 from bot.settings import Settings
 from bot.simulator.deliveries import DeliveryLog, iso_time
 from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, Report, openid_for
-from bot.simulator.platform import ACTIVITIES, ApiError, Platform
+from bot.simulator.platform import ACTIVITIES, Platform, refused
+from bot.wechat.api import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +133,13 @@ def _api_error(exc: ApiError) -> ResponseReturnValue:
 def _body() -> dict[str, Any]:
     raw = request.get_data()
     if not raw.strip():
-        raise ApiError(44002)
+        raise refused(44002)
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise ApiError(47001, "not JSON") from None
+        raise refused(47001, "not JSON") from None
     if not isinstance(body, dict):
-        raise ApiError(47001, "not a JSON object")
+        raise refused(47001, "not a JSON object")
     return body
 
 

@@ -17,19 +17,17 @@ import click
 import requests
 
 from bot import clock
-from bot.config import ConfigError, load_config
-from bot.settings import MODES, Settings, SettingsError
+from bot.cli import load_settings, open_services
+from bot.settings import MODES, Settings
 from bot.simulator.actions import ActionError, parse_action
 from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, api_reporter
+from bot.simulator.scenario import scenario
 
 DEFAULT_WEBHOOK = "http://127.0.0.1:8700/wechat"
 
 
 def _settings(mode: str | None = None) -> Settings:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()
     return dataclasses.replace(settings, mode=mode) if mode else settings
 
 
@@ -122,11 +120,8 @@ def api(host: str, port: int, webhook: str, log_path: Path | None, account_type:
 
     from bot.simulator.api import create_api
 
-    settings = _settings()
-    try:
-        config = load_config(settings.config_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    account = open_services(offline=True)  # the account the simulator plays WeChat for
+    settings, config = account.settings, account.config
     virtual = _install_clock(now, speed)
     log_path = log_path or settings.data_dir / "sim" / "deliveries.jsonl"
     app = create_api(
@@ -221,5 +216,7 @@ def chat(user: str, url: str, mode: str | None, api_base: str | None, no_report:
     except KeyboardInterrupt:
         click.echo("")
 
+
+sim.add_command(scenario, "scenario")
 
 COMMANDS = [sim]

@@ -1,9 +1,10 @@
 """The protocol driver: posts messages to the webhook exactly as WeChat does.
 
-Each delivery is signed for the account's mode (``bot.wire.signed_request``), waits at most
+Each delivery is signed for the account's mode (``bot.simulator.wire.signed_request``), waits at
+most
 ``timeout`` seconds (5 s on the platform), and is re-delivered with the same query and body on a
 timeout, a refused connection or a non-200 answer, ``attempts`` times in all. The answer is read
-and validated by ``bot.wire.read_reply``; when no valid answer came, the subscriber sees
+and validated by ``bot.simulator.wire.read_reply``; when no valid answer came, the subscriber sees
 :data:`FAILURE_NOTICE`, as in the real client. Before posting, the driver tells the platform what
 the subscriber did (``report``), because WeChat knows it before the account does.
 """
@@ -25,16 +26,16 @@ import xmltodict
 from bot import clock
 from bot.settings import Settings
 from bot.simulator.actions import Action
-from bot.wire import (
+from bot.simulator.wire import (
     BadReply,
-    Envelope,
     ReadReply,
     build_message,
     nonce,
     read_reply,
-    signature,
     signed_request,
 )
+from bot.wechat.envelope import Envelope
+from bot.wechat.signing import signature
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The fake WeChat platform's rules, without HTTP: tokens, subscribers, windows and quotas.
 
 :class:`Platform` answers what the real outbound API would (PLATFORM.md section 5), raising
-:class:`ApiError` with the real error codes. It knows what each simulated subscriber did because
+:class:`~bot.wechat.api.ApiError` (the bot's own) with the real error codes. It knows what each
+simulated subscriber did because
 the driver tells it (:meth:`Platform.record`), as WeChat knows. Time is the installed clock
 (``bot.clock``), so windows and quotas follow virtual time.
 
@@ -35,7 +36,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import clock
+from bot import clock, subscribers
 from bot.config import (
     MENU_KEY_BYTES,
     MENU_SUB_BUTTONS,
@@ -45,6 +46,7 @@ from bot.config import (
     MENU_URL_BYTES,
 )
 from bot.simulator.deliveries import DeliveryLog
+from bot.wechat.api import ApiError
 
 TOKEN_LIFETIME = 7200
 TOKEN_GRACE = 300
@@ -88,21 +90,18 @@ ERRORS: dict[int, str] = {
     48002: "api forbidden for irrelevant user",
 }
 
-ACTIVITIES = ("message", "follow", "unfollow", "scan", "click", "view", "location",
-              "block", "unblock", "refuse_templates", "accept_templates")
-"""What :meth:`Platform.record` accepts."""
+ACTIVITIES = (*subscribers.ACTIVITIES, "unfollow", "view", "location", "block", "unblock",
+              "refuse_templates", "accept_templates")
+"""What :meth:`Platform.record` accepts: what the bot records of a subscriber, and what only the
+platform sees."""
 
 MESSAGE_TYPES = frozenset({"text", "image", "voice", "video", "music", "news", "mpnews",
                            "mpnewsarticle", "msgmenu", "wxcard", "miniprogrampage", "mpvideo"})
 
 
-class ApiError(Exception):
-    """An error answer of the API: ``errcode`` and the platform's ``errmsg``."""
-
-    def __init__(self, code: int, detail: str = "") -> None:
-        self.code = code
-        self.message = ERRORS.get(code, "error") + (f": {detail}" if detail else "")
-        super().__init__(f"{code} {self.message}")
+def refused(code: int, detail: str = "") -> ApiError:
+    """The platform's error answer ``code``, with its ``errmsg`` (and ``detail``, if any)."""
+    return ApiError(code, ERRORS.get(code, "error") + (f": {detail}" if detail else ""))
 
 
 @dataclass
@@ -157,16 +156,16 @@ class Platform:
     def issue_token(self, grant_type: str, appid: str, secret: str) -> dict[str, Any]:
         """``/cgi-bin/token``: a new access token; the previous one works :data:`TOKEN_GRACE` s."""
         if grant_type != "client_credential":
-            raise ApiError(40002)
+            raise refused(40002)
         if appid != self.appid:
-            raise ApiError(40013)
+            raise refused(40013)
         if secret != self.appsecret:
-            raise ApiError(40125)
+            raise refused(40125)
         now = clock.now()
         with self._lock:
             day = self._local(now).date().isoformat()
             if self._token_days.get(day, 0) >= TOKEN_DAILY_QUOTA:
-                raise ApiError(45009)
+                raise refused(45009)
             self._token_days[day] = self._token_days.get(day, 0) + 1
             if self._current:
                 self._tokens[self._current] = min(self._tokens[self._current], now + TOKEN_GRACE)
@@ -178,13 +177,13 @@ class Platform:
     def check_token(self, token: str | None) -> None:
         """Raise 41001, 40001 or 42001 unless ``token`` works now."""
         if not token:
-            raise ApiError(41001)
+            raise refused(41001)
         with self._lock:
             until = self._tokens.get(token)
             if until is None:
-                raise ApiError(40001)
+                raise refused(40001)
             if clock.now() >= until:
-                raise ApiError(42001 if token == self._current else 40001)
+                raise refused(42001 if token == self._current else 40001)
 
     # --- what subscribers do ---------------------------------------------------------------------
 
@@ -213,9 +212,9 @@ class Platform:
     def _follower(self, openid: Any) -> Subscriber:
         sub = self.subscribers.get(openid) if isinstance(openid, str) else None
         if sub is None:
-            raise ApiError(40003)
+            raise refused(40003)
         if not sub.following:
-            raise ApiError(43004)
+            raise refused(43004)
         return sub
 
     # --- customer service ------------------------------------------------------------------------
@@ -227,7 +226,7 @@ class Platform:
         with self._lock:
             sub = self._follower(body.get("touser"))
             if sub.blocked:
-                raise ApiError(48002)
+                raise refused(48002)
             in_message = sub.message_at is not None and now - sub.message_at <= MESSAGE_WINDOW
             in_event = sub.event_at is not None and now - sub.event_at <= EVENT_WINDOW
             if in_message and sub.message_sends < MESSAGE_WINDOW_SENDS:
@@ -235,9 +234,9 @@ class Platform:
             elif in_event and sub.event_sends < EVENT_WINDOW_SENDS:
                 sub.event_sends += 1
             elif in_message or in_event:
-                raise ApiError(45047)
+                raise refused(45047)
             else:
-                raise ApiError(45015)
+                raise refused(45015)
             self.log.write(now, sub.openid, sub.name, "custom", msgtype, content)
         return {"errcode": 0, "errmsg": "ok"}
 
@@ -252,27 +251,27 @@ class Platform:
             clientmsgid = body.get("clientmsgid")
             if clientmsgid and now - self._clientmsgids.get(str(clientmsgid), -1e18) < \
                     CLIENTMSGID_MEMORY:
-                raise ApiError(45065)
+                raise refused(45065)
             if target == "all":
                 if not isinstance(body.get("filter"), dict):
-                    raise ApiError(47001, "filter is required")
+                    raise refused(47001, "filter is required")
                 chosen = [s for s in self.subscribers.values() if s.following]
             else:
                 openids = body.get("touser")
                 if not isinstance(openids, list) or not openids:
-                    raise ApiError(40003, "touser must be a list of openids")
+                    raise refused(40003, "touser must be a list of openids")
                 known = (self.subscribers.get(o) for o in openids if isinstance(o, str))
                 chosen = [s for s in known if s is not None and s.following]
             day, month = self._local(now).date().isoformat(), self._local(now).strftime("%Y-%m")
             if self.account_type == "subscription":
                 if day in self._mass_days:
-                    raise ApiError(45028)
+                    raise refused(45028)
                 reach = [s for s in chosen if not s.blocked]
             else:
                 reach = [s for s in chosen if not s.blocked
                          and s.mass_by_month.get(month, 0) < SERVICE_MASS_PER_MONTH]
                 if chosen and not reach:
-                    raise ApiError(45028)
+                    raise refused(45028)
             if self.account_type == "subscription":
                 self._mass_days.add(day)
             if clientmsgid:
@@ -305,7 +304,7 @@ class Platform:
         while self._mass_calls and now - self._mass_calls[0] >= 60:
             self._mass_calls.popleft()
         if len(self._mass_calls) >= MASS_PER_MINUTE:
-            raise ApiError(45011)
+            raise refused(45011)
         self._mass_calls.append(now)
 
     # --- templates -------------------------------------------------------------------------------
@@ -313,17 +312,17 @@ class Platform:
     def send_template(self, body: dict[str, Any]) -> dict[str, Any]:
         """``message/template/send``: service accounts only; the follower may refuse them."""
         if self.account_type != "service":
-            raise ApiError(48001)
+            raise refused(48001)
         template_id, data = body.get("template_id"), body.get("data")
         if not isinstance(template_id, str) or not template_id:
-            raise ApiError(40037)
+            raise refused(40037)
         if not isinstance(data, dict):
-            raise ApiError(47001, "data must be an object")
+            raise refused(47001, "data must be an object")
         now = clock.now()
         with self._lock:
             sub = self._follower(body.get("touser"))
             if sub.refuses_templates:
-                raise ApiError(43101)
+                raise refused(43101)
             msgid = next(self._ids)
             lines = [f"{k}: {v.get('value', '') if isinstance(v, dict) else v}"
                      for k, v in data.items()]
@@ -338,13 +337,13 @@ class Platform:
         """``menu/create``: check the platform's limits, then replace the menu."""
         buttons = body.get("button")
         if not isinstance(buttons, list) or not 1 <= len(buttons) <= MENU_TOP_BUTTONS:
-            raise ApiError(40016)
+            raise refused(40016)
         for button in buttons:
             _check_button(button, MENU_TOP_NAME_BYTES)
             subs = button.get("sub_button")
             if subs is not None:
                 if not isinstance(subs, list) or len(subs) > MENU_SUB_BUTTONS:
-                    raise ApiError(40023)
+                    raise refused(40023)
                 for sub in subs:
                     _check_button(sub, MENU_SUB_NAME_BYTES)
         with self._lock:
@@ -354,7 +353,7 @@ class Platform:
     def get_menu(self) -> dict[str, Any]:
         """``menu/get``: the current menu, or 46003."""
         if self.menu is None:
-            raise ApiError(46003)
+            raise refused(46003)
         return {"menu": self.menu}
 
     def delete_menu(self) -> dict[str, Any]:
@@ -367,19 +366,19 @@ def _message(body: dict[str, Any]) -> tuple[str, str]:
     """The ``msgtype`` of a send body and the text the delivery log shows for it."""
     msgtype = body.get("msgtype")
     if not isinstance(msgtype, str) or msgtype not in MESSAGE_TYPES:
-        raise ApiError(40008)
+        raise refused(40008)
     payload = body.get(msgtype)
     if not isinstance(payload, dict):
-        raise ApiError(47001, f"{msgtype} must be an object")
+        raise refused(47001, f"{msgtype} must be an object")
     if msgtype == "text":
         content = payload.get("content")
         if not isinstance(content, str) or not content:
-            raise ApiError(47001, "text.content is required")
+            raise refused(47001, "text.content is required")
         return msgtype, content
     if msgtype == "news":
         articles = payload.get("articles")
         if not isinstance(articles, list) or not articles or not isinstance(articles[0], dict):
-            raise ApiError(47001, "news.articles is required")
+            raise refused(47001, "news.articles is required")
         first = articles[0]
         return msgtype, f"{first.get('title', '')}\n{first.get('description', '')}".strip()
     return msgtype, json.dumps(payload, ensure_ascii=False)
@@ -387,10 +386,10 @@ def _message(body: dict[str, Any]) -> tuple[str, str]:
 
 def _check_button(button: Any, name_bytes: int) -> None:
     if not isinstance(button, dict):
-        raise ApiError(40017)
+        raise refused(40017)
     name = button.get("name")
     if not isinstance(name, str) or not 0 < len(name.encode()) <= name_bytes:
-        raise ApiError(40018)
+        raise refused(40018)
     if "sub_button" in button:
         return
     kind = button.get("type")
@@ -398,11 +397,11 @@ def _check_button(button: Any, name_bytes: int) -> None:
                 "pic_photo_or_album", "pic_weixin", "location_select"):
         key = button.get("key")
         if not isinstance(key, str) or not 0 < len(key.encode()) <= MENU_KEY_BYTES:
-            raise ApiError(40019)
+            raise refused(40019)
     elif kind == "view":
         url = button.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) \
                 or len(url.encode()) > MENU_URL_BYTES:
-            raise ApiError(40054)
+            raise refused(40054)
     elif kind not in ("media_id", "article_id", "article_view_limited", "miniprogram"):
-        raise ApiError(40017)
+        raise refused(40017)

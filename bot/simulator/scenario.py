@@ -2,9 +2,11 @@
 
 ``python -m bot sim scenario --subscribers N --days D --seed S [--chaos] [--json]`` builds a
 folder (``--out``) with its own embedded Redis, config and content (the account's articles plus
-one dated article a day), then runs, in one virtual time (:class:`~bot.push.timebase.SharedClock`):
+one dated article a day), then runs, in one virtual time
+(:class:`~bot.simulator.clock.SharedClock`):
 
-- the fake WeChat API (``bot.simulator.api``) and the webhook (``bot.app``), each on a local port;
+- the fake WeChat API (``bot.simulator.api``) and the webhook (``bot.app``, on services built by
+  :func:`bot.services.build`), each on a local port;
 - RQ worker processes on queues ``default`` and ``push`` (:func:`work`: the settings the lead's
   worker should use), restarted when they die; ``--chaos`` SIGKILLs a worker or its work horse
   every few seconds;
@@ -14,7 +16,8 @@ one dated article a day), then runs, in one virtual time (:class:`~bot.push.time
   driver to the webhook, signed as WeChat does, and is written to ``timeline.jsonl``.
 
 At the end it waits for the queues, reconciles every run, and checks the fake API's delivery log
-against the timeline (:mod:`bot.push.respect`): most digests to one subscriber in any 24 h and 7
+against the timeline (:mod:`bot.simulator.respect`): most digests to one subscriber in any 24 h and
+7
 days, sends in quiet hours, to the opted-out, unsubscribed or 90-day silent, outside the 48 h
 window, duplicates, undecided subscribers, and coverage.
 """
@@ -184,10 +187,9 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
 
 def work() -> None:
     """One worker process of the scenario: the bot's own worker, logging only warnings."""
-    from bot.jobs import run_worker
-    from bot.settings import Settings
+    from bot.worker import run_worker
 
-    run_worker(Settings.from_env(), logging_level="WARNING")
+    run_worker(logging_level="WARNING")
 
 
 class Workers:
@@ -207,7 +209,7 @@ class Workers:
     def _spawn(self) -> subprocess.Popen:
         with self.log.open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-c", "from bot.push.scenario import work; work()"],
+                [sys.executable, "-c", "from bot.simulator.scenario import work; work()"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -284,17 +286,16 @@ def replay(
     subscribers: int, days: int, seed: int, chaos: bool, out: Path, workers: int = 2
 ) -> dict:
     """Run the scenario; returns the figures (also written to ``out/figures.json``)."""
-    from bot import clock, jobs, state
+    from bot import clock, services, state, worker
     from bot.app import create_app
-    from bot.config import load_config
-    from bot.push import respect, runs, scheduler, timebase
-    from bot.search import Library
+    from bot.push import runs, scheduler
+    from bot.simulator import respect
     from bot.simulator.actions import parse_action
     from bot.simulator.api import create_api
+    from bot.simulator.clock import SharedClock
     from bot.simulator.driver import Driver
     from bot.simulator.server import BackgroundServer
     from bot.state import Keys
-    from bot.wechat_api import WeChatApi
 
     rng = random.Random(seed)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
@@ -310,21 +311,21 @@ def replay(
         elif target.exists():
             target.unlink()
     url, _ = state.ensure_embedded(data_dir)
-    r = state.connect(url)
-    r.flushdb()
     zone = ZoneInfo("Asia/Shanghai")
     start = dt.datetime(2030, 3, 4, 0, 0, tzinfo=zone).timestamp()
     config_dir, content_dir = _write_world(out, start, days, rng)
     people = _people(subscribers, start, days, rng)
-    shared = timebase.SharedClock(r, start - 101 * 86400)
+    base = Settings(
+        redis_url=url, data_dir=data_dir, config_dir=config_dir, content_dir=content_dir
+    )
+    r = services.build(base).redis
+    r.flushdb()
+    shared = SharedClock(r, start - 101 * 86400)
     clock.install(shared)
 
     timeline_path, deliveries_path = out / "timeline.jsonl", out / "deliveries.jsonl"
     timeline_path.unlink(missing_ok=True)
     deliveries_path.unlink(missing_ok=True)
-    base = Settings(
-        redis_url=url, data_dir=data_dir, config_dir=config_dir, content_dir=content_dir
-    )
     api_app = create_api(base, log_path=deliveries_path, virtual_clock=shared)
     api_server = BackgroundServer(api_app).start()
     platform = api_app.extensions["sim.platform"]
@@ -335,9 +336,9 @@ def replay(
         content_dir=content_dir,
         api_base=api_server.url,
     )
-    config = load_config(config_dir)
-    library = Library.open(content_dir, config_dir, data_dir / "index")
-    web = BackgroundServer(create_app(settings, config, r, library)).start()
+    bot = services.build(settings, redis_client=r)
+    config = bot.config
+    web = BackgroundServer(create_app(bot)).start()
     driver = Driver(
         web.url + "/wechat",
         settings,
@@ -360,7 +361,7 @@ def replay(
     if chaos:
         chaos_thread = threading.Thread(target=pool.chaos, daemon=True)
         chaos_thread.start()
-    queues = [jobs.queue(r, name) for name in jobs.QUEUES]
+    queues = [worker.queue(r, name) for name in worker.QUEUES]
 
     timeline = timeline_path.open("w", encoding="utf-8")
     problems: list[str] = []
@@ -465,9 +466,8 @@ def replay(
             scheduler.tick(r, config)
             _wait_idle(r, queues, timeout=30)
         _wait_idle(r, queues, timeout=240)
-        setup = runs.Setup(r, config, WeChatApi.from_settings(settings, r), content_dir)
         for run in r.zrange(Keys.push_runs(), 0, -1):
-            runs.reconcile(setup, run)
+            runs.reconcile(bot, run)
         timeline.close()
         figures = respect.check(timeline_path, deliveries_path, r, config, start=start, end=end)
     finally:

@@ -1,54 +1,31 @@
-"""The WeChat wire format, in both directions: what the webhook, the simulator and the tests share.
+"""The platform's side of the wire: what WeChat writes and how it reads what the bot answers.
 
-- signatures: :func:`signature` (URL ``signature`` and envelope ``msg_signature`` alike)
-- the AES envelope: :class:`Envelope` (wechatpy's ``WeChatCrypto`` underneath)
+The simulator's driver and the tests share these (the bot itself never needs them):
+
 - inbound bodies: :func:`build_message` writes any message or event as WeChat would
-- requests: :func:`signed_request` turns a body into (query, body) for a mode
-- replies: :func:`render_reply` writes a reply; :func:`read_reply` reads and validates one
+- requests: :func:`signed_request` signs a body, and wraps it in the AES envelope for a mode
+- replies: :func:`read_reply` reads and validates a passive reply as the platform does
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import random
 import re
-import string
-import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import xmltodict
-from wechatpy.crypto import PrpCrypto, WeChatCrypto
-from wechatpy.exceptions import InvalidAppIdException
-from wechatpy.replies import ArticlesReply, TextReply
 
 from bot import clock
-from bot.message import TEXT_LIMIT_BYTES, BadMessage, News, Reply, Text, xml_fields
+from bot.wechat.envelope import Envelope, EnvelopeError
+from bot.wechat.message import TEXT_LIMIT_BYTES, BadMessage, xml_fields
+from bot.wechat.reply import escape_cdata
+from bot.wechat.signing import signature
 
-CDATA_END = "]]>"
 _ENCRYPT_ELEMENT = re.compile(r"<Encrypt\s*/>|<Encrypt>.*?</Encrypt>", re.DOTALL)
-CDATA_END_ESCAPED = "]]]]><![CDATA[>"
-
-
-class EnvelopeError(ValueError):
-    """An AES envelope that fails its signature, base64, padding, length or appid check."""
-
-
-def signature(token: str, timestamp: str, nonce: str, *extra: str) -> str:
-    """``sha1`` of the sorted, concatenated parts, lowercase hex (the platform's rule)."""
-    parts = sorted([token, timestamp, nonce, *extra])
-    return hashlib.sha1("".join(parts).encode("utf-8")).hexdigest()
-
-
-def signature_matches(expected: str, given: str | None) -> bool:
-    """Constant-time comparison of two signatures."""
-    return given is not None and hmac.compare_digest(
-        expected.encode(), given.encode("utf-8", "replace")
-    )
 
 
 def nonce() -> str:
@@ -56,68 +33,9 @@ def nonce() -> str:
     return str(random.randint(10**8, 10**10))
 
 
-class Envelope:
-    """The AES envelope of compatible and safe modes, for one account.
-
-    ``random16`` fixes the 16 random bytes that lead each plaintext (for golden-vector tests);
-    by default they are random, as the platform requires.
-    """
-
-    def __init__(self, token: str, aes_key: str, appid: str, random16: str | None = None) -> None:
-        self.token = token
-        self.appid = appid
-        self._key = WeChatCrypto(token, aes_key, appid).key  # checks the 43-character key
-        self._random16 = random16
-
-    def _prp(self) -> PrpCrypto:
-        prp = PrpCrypto(self._key)
-        if self._random16 is not None:
-            prp.get_random_string = lambda: self._random16
-        return prp
-
-    def open(self, encrypt: str, msg_signature: str | None, timestamp: str, nonce: str) -> str:
-        """Check ``msg_signature`` and decrypt ``encrypt`` into the plaintext XML."""
-        expected = signature(self.token, timestamp, nonce, encrypt)
-        if not signature_matches(expected, msg_signature):
-            raise EnvelopeError("msg_signature does not match")
-        try:
-            plain = self._prp().decrypt(encrypt, self.appid)
-        except InvalidAppIdException:
-            raise EnvelopeError("the appid inside the ciphertext is not this account's") from None
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError, struct.error) as exc:
-            raise EnvelopeError(f"undecryptable Encrypt ({type(exc).__name__})") from None
-        return plain.decode("utf-8") if isinstance(plain, bytes) else plain
-
-    def encrypt(self, xml: str) -> str:
-        """The ``Encrypt`` value: base64 of AES-256-CBC over random16, length, xml and appid."""
-        return self._prp().encrypt(xml, self.appid).decode("ascii")
-
-    def seal(self, xml: str, timestamp: str, nonce: str) -> str:
-        """Encrypt ``xml`` into the signed reply envelope."""
-        encrypt = self.encrypt(xml)
-        return (
-            "<xml>\n"
-            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n"
-            f"<MsgSignature><![CDATA[{signature(self.token, timestamp, nonce, encrypt)}]]>"
-            "</MsgSignature>\n"
-            f"<TimeStamp>{timestamp}</TimeStamp>\n"
-            f"<Nonce><![CDATA[{nonce}]]></Nonce>\n"
-            "</xml>"
-        )
-
-
 # --- inbound bodies -----------------------------------------------------------------------------
 
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
-
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "subscribe": ("EventKey", "Ticket"),
-    "SCAN": ("EventKey", "Ticket"),
-    "LOCATION": ("Latitude", "Longitude", "Precision"),
-    "CLICK": ("EventKey",),
-    "VIEW": ("EventKey",),
-}
-
 
 def build_message(
     kind: str,
@@ -151,7 +69,7 @@ def _to_xml(fields: Mapping[str, Any]) -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append(f"<{name}>{value}</{name}>")
         else:
-            text = str(value).replace(CDATA_END, CDATA_END_ESCAPED)
+            text = escape_cdata(str(value))
             parts.append(f"<{name}><![CDATA[{text}]]></{name}>")
     return "<xml>" + "".join(parts) + "</xml>"
 
@@ -199,35 +117,6 @@ def signed_request(
 
 
 # --- replies ------------------------------------------------------------------------------------
-
-
-def escape_cdata(text: str) -> str:
-    """Make ``text`` safe inside a CDATA section (wechatpy does not)."""
-    return text.replace(CDATA_END, CDATA_END_ESCAPED)
-
-
-def render_reply(reply: Reply, openid: str, account: str, create_time: int | None = None) -> str:
-    """The passive reply XML for ``reply``, addressed back to ``openid``; ``success`` for None."""
-    if reply is None:
-        return "success"
-    when = int(clock.now()) if create_time is None else create_time
-    if isinstance(reply, Text):
-        xml = TextReply(
-            source=account, target=openid, time=when, content=escape_cdata(reply.content)
-        ).render()
-        return xml
-    if isinstance(reply, News):
-        news = ArticlesReply(source=account, target=openid, time=when)
-        news.add_article(
-            {
-                "title": escape_cdata(reply.title),
-                "description": escape_cdata(reply.description),
-                "url": escape_cdata(reply.url),
-                "image": escape_cdata(reply.image),
-            }
-        )
-        return news.render()
-    raise TypeError(f"not a reply: {reply!r}")
 
 
 class BadReply(ValueError):
@@ -311,9 +200,3 @@ def _xml_fields(text: str) -> dict[str, Any]:
         return xml_fields(text)
     except BadMessage as exc:
         raise BadReply(f"not a well-formed reply: {exc}") from None
-
-
-def random_openid() -> str:
-    """An openid shaped like the platform's (28 characters, starting with ``o``)."""
-    alphabet = string.ascii_letters + string.digits + "-_"
-    return "o" + "".join(random.choice(alphabet) for _ in range(27))

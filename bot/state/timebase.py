@@ -3,9 +3,10 @@
 The throttle reads the Redis server's clock plus ``Keys.clock_offset`` (absent in production, so
 the offset is 0). Two ways set it:
 
-- the scenario installs a :class:`SharedClock` in its own process, which keeps that offset equal
-  to its virtual time minus the server's; every worker calls :func:`follow` at the start of a job
-  and so reads the same virtual time from ``bot.clock``;
+- the simulator's scenario installs its ``SharedClock`` in its own
+  process, which keeps that offset equal to its virtual time minus the server's; the bot's worker
+  (:mod:`bot.worker`) calls :func:`follow` before every job, and the scheduler before every
+  tick, so they read the same virtual time from ``bot.clock``;
 - ``python -m bot run --now/--speed`` gives every process the same virtual clock through
   ``BOT_CLOCK`` (:mod:`bot.clock`); then :func:`publish` (called before every throttle script)
   writes the offset from this process's clock, which all processes agree on.
@@ -20,26 +21,7 @@ import redis
 
 from bot import clock
 from bot.clock import VirtualClock
-from bot.state import Keys
-
-
-class SharedClock(VirtualClock):
-    """A virtual clock running at wall speed whose jumps every process sees (through Redis)."""
-
-    def __init__(self, r: redis.Redis, start: float) -> None:
-        super().__init__(start=start, speed=1.0)
-        self.redis = r
-        self.publish()
-
-    def advance(self, seconds: float) -> None:
-        """Jump forward by ``seconds``, for this process, the throttle and the workers."""
-        super().advance(seconds)
-        self.publish()
-
-    def publish(self) -> None:
-        """Write the offset between this clock and the Redis server's clock."""
-        seconds, micros = self.redis.time()
-        self.redis.set(Keys.clock_offset(), repr(self.now() - (seconds + micros / 1e6)))
+from bot.state.keys import Keys
 
 
 def server_now(r: redis.Redis) -> float:

@@ -2,9 +2,9 @@
 
 :class:`Writes` has redis-py's command methods (``hset``, ``expire``, ``zincrby``...); each call
 records the command instead of sending it. :meth:`Writes.send` runs the batch, in order, inside
-one Lua script (:data:`APPLY`): atomic, and one command to pack, send and parse where a pipeline
-of N costs N of each. The webhook's claim (:mod:`bot.delivery`) runs the same loop
-(:data:`APPLY_LOOP`) after its own check.
+one Lua script (:data:`APPLY`, a :class:`bot.state.scripts.Lua`): atomic, and one command to pack,
+send and parse where a pipeline of N costs N of each. The webhook's claim
+(:mod:`bot.inbound.delivery`) runs the same loop (:data:`APPLY_LOOP`) after its own check.
 
 Each command's first argument is its key, declared to the script as such; a command over
 several keys does not belong in a batch. A command that fails (a key of the wrong type) does not
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import cache
-from hashlib import sha1
 from typing import Any
 
 import redis
 from redis.commands.core import CoreCommands
+
+from bot.state.scripts import Lua
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ end
 ``ARGV[at]`` (for each: the count of its arguments, its name, the arguments); it returns the
 failures, as text."""
 
-APPLY = APPLY_LOOP + "return apply(1, 1)\n"
+APPLY = Lua(APPLY_LOOP + "return apply(1, 1)\n")
 """Runs a whole batch (see :func:`script_words`); returns the failures."""
 
 
@@ -64,7 +64,7 @@ class Writes(CoreCommands):
         """Run the recorded commands in one round trip, then forget them."""
         if self.commands:
             keys, words = script_words(self.commands)
-            report_failures(run_script(r, APPLY, keys, words))
+            report_failures(APPLY(r, keys, words))
         self.commands = []
 
 
@@ -78,20 +78,7 @@ def script_words(commands: Sequence[Command], *first: Any) -> tuple[list[str], l
     return keys, words
 
 
-def run_script(r: redis.Redis, source: str, keys: Sequence[str], words: Sequence[Any]) -> Any:
-    """Run the Lua ``source`` by its hash, sending it once when the server does not know it."""
-    try:
-        return r.evalsha(_sha(source), len(keys), *keys, *words)
-    except redis.exceptions.NoScriptError:  # a fresh or flushed server
-        return r.eval(source, len(keys), *keys, *words)
-
-
 def report_failures(failures: Sequence[str]) -> None:
     """Log the commands of a batch that failed."""
     for failure in failures:
         log.error("deferred Redis write failed: %s", failure)
-
-
-@cache
-def _sha(source: str) -> str:
-    return sha1(source.encode()).hexdigest()

@@ -13,8 +13,13 @@ Exceptions::
      +-- ApiUnreachable      no answer: connection refused, timeout, not JSON (``code`` -2);
                              ``maybe_delivered`` says whether the request may have reached WeChat
 
-Error codes the callers act on are named below (:data:`TOKEN_ERRORS`, :data:`RETRY_LATER`,
-:data:`REFUSALS`).
+The one retry policy: every failed call has a :attr:`ApiError.fate`, and callers act on it alone:
+
+- :data:`RETRY`: nothing reached the subscriber and the same call may succeed later (a quota,
+  "system busy", or no connection at all): back off and call again;
+- :data:`UNKNOWN`: the request may have reached WeChat (a timeout after sending): never send it
+  again, or the subscriber may get it twice;
+- :data:`DROP`: the platform refused it for good (outside the window, not following...).
 """
 
 from __future__ import annotations
@@ -27,16 +32,17 @@ import redis
 import requests
 
 from bot.settings import Settings
-from bot.state import Keys
+from bot.state import Keys, drop_if_same
 
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 """The token is invalid or expired: refresh it and retry once."""
 
 RETRY_LATER = frozenset({45009, 45011, -1})
-"""Daily quota, per-minute quota, system busy: back off and retry later."""
+"""Daily quota, per-minute quota, system busy: back off and retry later (every other code is a
+refusal for good, e.g. 45015 outside the window, 45047 quota used, 43004 not following)."""
 
-REFUSALS = frozenset({45015, 45047, 43004, 48002, 43101, 40003})
-"""Outside the window, quota used, not following, blocked, refused, bad openid: drop the send."""
+RETRY, UNKNOWN, DROP = "retry", "unknown", "drop"
+"""The fates of a failed call (:attr:`ApiError.fate`)."""
 
 UNREACHABLE = -2
 """``ApiError.code`` of a call that got no usable answer (not a WeChat code)."""
@@ -53,12 +59,6 @@ TOKEN_MARGIN = 300
 LOCK_SECONDS = 15
 """How long the refresh lock is held at most (longer than one token request can take)."""
 
-_DROP_IF_SAME = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 class ApiError(Exception):
     """WeChat answered with a non-zero ``errcode``."""
 
@@ -68,19 +68,9 @@ class ApiError(Exception):
         super().__init__(f"{code}: {message}")
 
     @property
-    def retry_later(self) -> bool:
-        """A quota or busy error: the same call may succeed after a pause."""
-        return self.code in RETRY_LATER
-
-    @property
-    def refused(self) -> bool:
-        """The platform refuses this send for good: drop it, never retry."""
-        return self.code in REFUSALS
-
-    @property
-    def retryable(self) -> bool:
-        """Nothing reached the subscriber and the same call may succeed later."""
-        return self.retry_later
+    def fate(self) -> str:
+        """:data:`RETRY` for a quota or busy error, else :data:`DROP`."""
+        return RETRY if self.code in RETRY_LATER else DROP
 
 
 class ApiUnreachable(ApiError):
@@ -91,9 +81,9 @@ class ApiUnreachable(ApiError):
         self.maybe_delivered = maybe_delivered
 
     @property
-    def retryable(self) -> bool:
-        """Retry only when the request surely never reached WeChat (else it may be a duplicate)."""
-        return not self.maybe_delivered
+    def fate(self) -> str:
+        """:data:`UNKNOWN` when the request may have reached WeChat, else :data:`RETRY`."""
+        return UNKNOWN if self.maybe_delivered else RETRY
 
 
 class WeChatApi:
@@ -115,16 +105,11 @@ class WeChatApi:
         self.redis = redis_client
         self.timeout = timeout
         self.http = requests.Session()
-        self._drop_if_same = redis_client.register_script(_DROP_IF_SAME)
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: redis.Redis | None = None) -> WeChatApi:
-        """A client for the configured account; ``redis`` defaults to the bot's own server."""
-        if redis is None:
-            from bot.state import connect, resolve_url
-
-            redis = connect(resolve_url(settings.redis_url, settings.data_dir))
-        return cls(settings.api_base, settings.appid, settings.appsecret, redis)
+    def from_settings(cls, settings: Settings, redis_client: redis.Redis) -> WeChatApi:
+        """A client for the account ``settings`` name, sharing the token in ``redis_client``."""
+        return cls(settings.api_base, settings.appid, settings.appsecret, redis_client)
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -141,11 +126,6 @@ class WeChatApi:
             raise ValueError("mass/send takes 2 to 10000 openids")
         return self._mass("/cgi-bin/message/mass/send", {"touser": openids}, content, clientmsgid)
 
-    def mass_send_all(self, content: str, clientmsgid: str, tag_id: int | None = None) -> int:
-        """A mass text to every follower (or one tag); returns the ``msg_id``."""
-        target = {"is_to_all": True} if tag_id is None else {"is_to_all": False, "tag_id": tag_id}
-        return self._mass("/cgi-bin/message/mass/sendall", {"filter": target}, content, clientmsgid)
-
     def _mass(self, path: str, audience: dict[str, Any], content: str, clientmsgid: str) -> int:
         """One mass text call to ``audience``; returns the ``msg_id``."""
         body = {
@@ -155,26 +135,6 @@ class WeChatApi:
             "clientmsgid": clientmsgid,
         }
         return int(self.call(path, body).get("msg_id", 0))
-
-    def mass_preview(self, openid: str, content: str) -> None:
-        """Preview a mass text on one follower's phone."""
-        self.call(
-            "/cgi-bin/message/mass/preview",
-            {"touser": openid, "msgtype": "text", "text": {"content": content}},
-        )
-
-    def send_template(
-        self, openid: str, template_id: str, data: dict[str, str], url: str = ""
-    ) -> int:
-        """A template message (verified service accounts only, never marketing); its msgid."""
-        body: dict[str, Any] = {
-            "touser": openid,
-            "template_id": template_id,
-            "data": {name: {"value": value} for name, value in data.items()},
-        }
-        if url:
-            body["url"] = url
-        return int(self.call("/cgi-bin/message/template/send", body).get("msgid", 0))
 
     # --- menu ------------------------------------------------------------------------------------
 
@@ -196,7 +156,7 @@ class WeChatApi:
         except ApiError as exc:
             if exc.code not in TOKEN_ERRORS:
                 raise
-            self._drop_if_same(keys=[Keys.api_token()], args=[token])
+            drop_if_same(self.redis, Keys.api_token(), token)
             return self._request(method, path, body, self.token())
 
     def token(self) -> str:
@@ -211,7 +171,7 @@ class WeChatApi:
                 try:
                     return self._refresh()
                 finally:
-                    self._drop_if_same(keys=[Keys.api_token_lock()], args=[owner])
+                    drop_if_same(self.redis, Keys.api_token_lock(), owner)
             if time.monotonic() > deadline:
                 raise ApiUnreachable("timed out waiting for another process's token", False)
             time.sleep(0.05)

@@ -66,11 +66,6 @@ class Inbound:
         suffix = f":{receipt.strip()}" if isinstance(receipt, str) and receipt.strip() else ""
         return f"e{self.create_time}:{self.event}:{self.event_key}{suffix}"
 
-    @property
-    def is_question(self) -> bool:
-        """A text, or a voice message the platform transcribed."""
-        return self.kind in ("text", "voice") and bool(self.content.strip())
-
 
 @dataclass(frozen=True)
 class Text:

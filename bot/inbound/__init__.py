@@ -1,0 +1,7 @@
+"""A subscriber's message on its way in, and the answer on its way out.
+
+- ``webhook``   the ``/wechat`` blueprint: every refusal in order, decrypt, parse, render, seal
+- ``delivery``  each delivery answered once, within WeChat's 5 s deadline
+- ``handlers``  message/event type -> behaviour; knows nothing of HTTP or XML
+- ``late``      answers that missed the deadline, sent through the customer-service API (RQ job)
+"""

@@ -1,0 +1,95 @@
+"""Answers that missed the webhook's deadline, sent through the customer-service API once.
+
+The webhook calls the sender (:func:`sender`) when a handler is not done within its budget; the
+RQ job :func:`deliver_late` waits for that answer (or computes it, if the web process died) and
+sends it. At most once: the send is marked in ``Keys.late_sent`` before the API call; a crash
+between the mark and the call loses that one answer rather than risking a duplicate. What a
+failed call does next is the API client's one retry policy (:attr:`bot.wechat.api.ApiError.fate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import redis
+from rq import Retry
+
+from bot import services, worker
+from bot.inbound import delivery
+from bot.push import throttle
+from bot.state import Keys
+from bot.wechat.api import RETRY, UNKNOWN, ApiError
+from bot.wechat.message import Inbound, News, Text
+
+log = logging.getLogger(__name__)
+
+LATE_RETRY = Retry(max=3, interval=[10, 30, 60])
+"""Back-off for a late reply whose API call failed in a way worth retrying."""
+
+SENT_TTL = 2 * 86400
+"""How long the mark of a sent late answer is kept (longer than any re-delivery)."""
+
+
+def sender(client: redis.Redis) -> Callable[[Inbound], None]:
+    """What the webhook calls when an answer misses the deadline: enqueue :func:`deliver_late`."""
+    late_queue = worker.queue(client)
+
+    def enqueue(message: Inbound) -> None:
+        late_queue.enqueue(
+            "bot.inbound.late.deliver_late",
+            message_fields(message),
+            retry=LATE_RETRY,
+            job_id=f"late-{message.openid}-{message.delivery_id}".replace(":", "-"),
+        )
+
+    return enqueue
+
+
+def message_fields(message: Inbound) -> dict:
+    """An inbound message as JSON-friendly job arguments."""
+    return {**asdict(message), "fields": dict(message.fields)}
+
+
+def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS) -> str:
+    """Send the answer to the message ``fields`` describe, once; returns what happened."""
+    bot = services.current()
+    message = Inbound(**fields)
+    r = bot.redis
+    sent_key = Keys.late_sent(message.openid, message.delivery_id)
+    if r.exists(sent_key):
+        return "already sent"
+    deadline = time.monotonic() + wait_seconds
+    ready, reply = delivery.late_answer(r, message, bot)
+    while not ready:
+        if time.monotonic() > deadline:
+            ready, reply = True, delivery.compute(message, bot)
+            break
+        time.sleep(0.2)
+        ready, reply = delivery.late_answer(r, message, bot)
+    if reply is None:
+        return "nothing to send"
+    if not r.set(sent_key, "sending", nx=True, ex=SENT_TTL):
+        return "already sent"
+    text = reply.content if isinstance(reply, Text) else _news_text(reply)
+    try:
+        bot.api.send_text(message.openid, text)
+    except ApiError as exc:
+        if exc.fate == UNKNOWN:
+            r.set(sent_key, "unknown", ex=SENT_TTL)  # it may have gone out: never send it again
+            log.warning("late answer to %s: outcome unknown (%s)", message.delivery_id, exc)
+            return "unknown"
+        if exc.fate == RETRY:
+            r.delete(sent_key)  # nothing went out: a retry may send it
+            raise
+        log.warning("late answer to %s dropped: %s", message.delivery_id, exc)
+        return f"dropped: {exc.code}"
+    r.set(sent_key, "sent", ex=SENT_TTL)
+    throttle.record_cs_send(r, message.openid)  # it used a slot of the 48 h quota
+    return "sent"
+
+
+def _news_text(news: News) -> str:
+    return "\n".join(part for part in (news.title, news.description, news.url) if part)

@@ -1,0 +1,39 @@
+"""Where state lives: Redis (embedded by default), its key layout, and the one way to run Lua.
+
+- ``keys``        every key name, with the TTLs of transient data (:class:`Keys`)
+- ``connection``  a URL to a client (plain, Unix socket, Sentinel); bulk reads; bytes clients
+- ``embedded``    the embedded ``redis-server`` under ``BOT_DATA_DIR`` when ``REDIS_URL`` is unset
+- ``scripts``     Lua run by SHA1 (:class:`Lua`), and the compare-and-delete every lock uses
+- ``writes``      writes recorded now and sent later as one script
+- ``timebase``    one virtual time for every process of a simulation
+"""
+
+from bot.state.connection import bulk, bytes_client, connect
+from bot.state.embedded import (
+    embedded_url,
+    ensure_embedded,
+    redis_server_binary,
+    resolve_url,
+    running,
+    stop_embedded,
+)
+from bot.state.keys import EVENT_LOG_LENGTH, RUN_TTL, SESSION_TTL, Keys
+from bot.state.scripts import Lua, drop_if_same
+
+__all__ = [
+    "EVENT_LOG_LENGTH",
+    "RUN_TTL",
+    "SESSION_TTL",
+    "Keys",
+    "Lua",
+    "bulk",
+    "bytes_client",
+    "connect",
+    "drop_if_same",
+    "embedded_url",
+    "ensure_embedded",
+    "redis_server_binary",
+    "resolve_url",
+    "running",
+    "stop_embedded",
+]
