@@ -28,24 +28,38 @@ The simulator's own endpoints (JSON)::
 
 MASSSENDJOBFINISH and TEMPLATESENDJOBFINISH are posted back to the webhook, signed for the
 account's mode, shortly after the send.
+
+Every endpoint (the page, its scripts, ``/sim/*`` and ``/cgi-bin/*`` alike) answers only requests
+whose ``Host`` names this machine (``localhost``, any ``127.x.y.z``, ``[::1]``, with or without a
+port) or a host the developer allowed (``sim api --allow-host NAME``); any other gets 403 and a
+log line. A web page can point its own DNS name at 127.0.0.1 (DNS rebinding) and then read and
+drive the simulator as a same-origin page, but its requests still carry its own name as ``Host``.
+``/cgi-bin/`` gets the same check: the bot's client reaches it on ``WECHAT_API_BASE``, which is
+``http://127.0.0.1:<port>`` in ``make run`` and the tests; a refusal there is WeChat-shaped
+(``errcode`` 40164, as WeChat answers a caller not in its whitelist) so the client reports it as
+a refusal. Bodies are read up to :data:`MAX_BODY_BYTES` (413 above it).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot import clock
 from bot.settings import Settings
+from bot.simulator import page
 from bot.simulator.deliveries import DeliveryLog, iso_time
 from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, Report, openid_for
 from bot.simulator.platform import ACTIVITIES, Platform, refused
@@ -55,6 +69,27 @@ log = logging.getLogger(__name__)
 
 PLATFORM_SENDER = openid_for("platform")
 """``FromUserName`` of the job-finish events the platform posts."""
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+"""Host names that mean this machine whatever DNS says; addresses are checked as addresses (any
+127.x.y.z, ``[::1]``)."""
+
+HOST_HEADER = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::[0-9]{0,5})?")
+"""A ``Host`` value (lower-cased): a name, an IPv4 address or a bracketed IPv6 address, then
+perhaps a port."""
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body any endpoint reads (413 above it). The bot's largest call, a mass
+send, is a few KiB; the cap keeps one request from filling the process's memory."""
+
+FOREIGN_HOST = 40164
+"""``errcode`` of a ``/cgi-bin/`` call refused for its ``Host``: WeChat's code for a caller not in
+the account's whitelist, so the bot's client raises :class:`ApiError` instead of reading the
+refusal as a success."""
+
+TOO_LARGE = 45002
+"""``errcode`` of a ``/cgi-bin/`` call whose body is over the cap (WeChat's "content size out of
+limit")."""
 
 cgi = Blueprint("cgi", __name__, url_prefix="/cgi-bin")
 sim = Blueprint("sim", __name__, url_prefix="/sim")
@@ -70,17 +105,19 @@ def create_api(
     timeout: float = DELIVERY_TIMEOUT,
     deliveries: int = DELIVERIES,
     virtual_clock: clock.VirtualClock | None = None,
+    allowed_hosts: Collection[str] = (),
 ) -> Flask:
     """The fake API (and chat page) for the account in ``settings``.
 
     ``webhook_url`` is where the chat page's messages and the job-finish events go (None: the
     page cannot send and no events are posted); ``menu_fallback`` is what the page shows as the
     menu until one is created through the API (e.g. config/menu.yaml's); ``virtual_clock``, the
-    clock installed in ``bot.clock`` when the API runs on virtual time (``/sim/clock`` moves it).
+    clock installed in ``bot.clock`` when the API runs on virtual time (``/sim/clock`` moves it);
+    ``allowed_hosts``, the ``Host`` names (``NAME`` or ``NAME:PORT``) served besides the loopback
+    ones.
     """
-    from bot.simulator import page
-
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     platform = Platform(settings.appid, settings.appsecret, DeliveryLog(log_path, timezone),
@@ -94,11 +131,62 @@ def create_api(
     app.extensions["sim.driver"] = driver
     app.extensions["sim.menu_fallback"] = menu_fallback
     app.extensions["sim.clock"] = virtual_clock
+    app.extensions["sim.allowed_hosts"] = frozenset(host.lower() for host in allowed_hosts)
+    app.before_request(_refuse_foreign_host)
     app.register_blueprint(cgi)
     app.register_blueprint(sim)
     app.register_blueprint(page.bp)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
     return app
+
+
+def host_allowed(host: str, allowed: Collection[str] = ()) -> bool:
+    """Whether a ``Host`` value names this machine, or is one of ``allowed``.
+
+    ``allowed`` holds lower-cased ``NAME`` (any port) or ``NAME:PORT`` values; loopback means
+    ``localhost``, any 127.x.y.z in dotted decimal, or ``[::1]``, each with or without a port.
+    """
+    host = host.lower()
+    parsed = HOST_HEADER.fullmatch(host)
+    if parsed is None:
+        return False
+    name = parsed["name"]
+    if name in LOOPBACK_NAMES or name in allowed or host in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+    except ValueError:
+        return False
+    return address.is_loopback and (address.version == 6) == name.startswith("[")
+
+
+def _refuse_foreign_host() -> ResponseReturnValue | None:
+    """403 for a request whose ``Host`` is neither loopback nor allowed (see the module doc)."""
+    host = request.host
+    if host_allowed(host, current_app.extensions["sim.allowed_hosts"]):
+        return None
+    log.warning("refused %s %s: Host %r is not a loopback name (start the simulator with "
+                "--allow-host NAME to serve another)", request.method, request.path, host)
+    message = (f"Host {host!r} refused: the simulator answers loopback names only "
+               "(localhost, 127.0.0.1, [::1]) unless started with --allow-host NAME")
+    if _wechat_shaped():
+        return _wechat_error(FOREIGN_HOST, "invalid ip, not in whitelist: " + message), 403
+    return jsonify(error=message), 403
+
+
+def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
+    limit = request.max_content_length or MAX_BODY_BYTES
+    message = f"request body over {limit} bytes"
+    log.warning("refused %s %s: %s", request.method, request.path, message)
+    if _wechat_shaped():
+        return _wechat_error(TOO_LARGE, "content size out of limit: " + message), 413
+    return jsonify(error=message), 413
+
+
+def _wechat_shaped() -> bool:
+    """Whether the request is to WeChat's endpoints, whose every answer has an ``errcode``."""
+    return request.path.startswith("/cgi-bin/")
 
 
 def get_platform() -> Platform:
@@ -126,8 +214,12 @@ def _notifier(driver: Driver) -> Callable[[dict[str, Any]], None]:
 
 
 def _api_error(exc: ApiError) -> ResponseReturnValue:
+    return _wechat_error(exc.code, exc.message)
+
+
+def _wechat_error(code: int, message: str) -> Response:
     rid = "-".join(secrets.token_hex(4) for _ in range(3))
-    return jsonify({"errcode": exc.code, "errmsg": f"{exc.message} rid: {rid}"})
+    return jsonify({"errcode": code, "errmsg": f"{message} rid: {rid}"})
 
 
 def _body() -> dict[str, Any]:
@@ -236,7 +328,7 @@ def activity() -> ResponseReturnValue:
 def deliveries() -> ResponseReturnValue:
     """Accepted messages after ``after``, for one openid or all."""
     after = request.args.get("after", "0")
-    if not after.isdigit():
+    if not page.SEQ.fullmatch(after):
         return jsonify(error="after must be a delivery seq number"), 400
     platform = get_platform()
     entries = platform.log.since(int(after), request.args.get("openid") or None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -24,6 +25,9 @@ from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, api_repor
 from bot.simulator.scenario import scenario
 
 DEFAULT_WEBHOOK = "http://127.0.0.1:8700/wechat"
+
+HOST_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
+"""What ``sim api --allow-host`` takes: a name, IPv4 or bracketed IPv6 address, perhaps a port."""
 
 
 def _settings(mode: str | None = None) -> Settings:
@@ -101,9 +105,26 @@ def sim() -> None:
     """The local WeChat: fake API and chat page, one exchange, a chat in the terminal."""
 
 
+def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+                ) -> tuple[str, ...]:
+    """Check each ``--allow-host`` value; lower-cased, as :func:`create_api` compares them."""
+    for value in values:
+        if not HOST_NAME.fullmatch(value):
+            raise click.BadParameter(
+                f"{value!r} is not a host name (NAME, NAME:PORT, an address, [IPv6])")
+    return tuple(value.lower() for value in values)
+
+
 @sim.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; requests naming it as their Host are served too.")
 @click.option("--port", default=8701, show_default=True, envvar="BOT_SIM_PORT")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              callback=_host_names,
+              help="Also serve requests whose Host header is NAME (any port) or NAME:PORT; "
+                   "repeatable. Without it only localhost, 127.x.y.z, [::1] and --host are "
+                   "served (403 otherwise), so no web page can reach the simulator through "
+                   "DNS rebinding.")
 @click.option("--webhook", default=DEFAULT_WEBHOOK, show_default=True, envvar="BOT_WEBHOOK_URL",
               help="Where the chat page posts and job-finish events go.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -113,8 +134,8 @@ def sim() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DELIVERY_TIMEOUT,
               show_default=True, help="Seconds the page's deliveries wait.")
 @clock_options
-def api(host: str, port: int, webhook: str, log_path: Path | None, account_type: str | None,
-        timeout: float, now: str | None, speed: float | None) -> None:
+def api(host: str, port: int, allow_hosts: tuple[str, ...], webhook: str, log_path: Path | None,
+        account_type: str | None, timeout: float, now: str | None, speed: float | None) -> None:
     """Serve the fake WeChat API and the chat page (Ctrl-C stops)."""
     from werkzeug.serving import make_server
 
@@ -133,6 +154,7 @@ def api(host: str, port: int, webhook: str, log_path: Path | None, account_type:
         menu_fallback=config.menu.to_api() if config.menu.buttons else None,
         timeout=timeout,
         virtual_clock=virtual,
+        allowed_hosts=(*allow_hosts, f"[{host}]" if ":" in host else host),
     )
     try:
         server = make_server(host, port, app, threaded=True)
@@ -144,6 +166,8 @@ def api(host: str, port: int, webhook: str, log_path: Path | None, account_type:
                f"{settings.appid}, "
                f"webhook {webhook}, {settings.mode} mode)")
     click.echo(f"delivery log: {log_path}")
+    if allow_hosts:
+        click.echo(f"also serving Host {', '.join(allow_hosts)} (besides loopback names)")
     if virtual is not None:
         click.echo(f"virtual time from {datetime.fromtimestamp(virtual.now()).astimezone()}"
                    f" at {virtual.speed}x")

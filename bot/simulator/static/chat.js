@@ -1,13 +1,15 @@
 // The simulator's chat page: one timeline per subscriber, pushes over server-sent events.
+// Subscriber names key a Map, never a plain object: "__proto__", "constructor" or "toString"
+// are names like any other.
 "use strict";
 
-const timelines = {};
+const timelines = new Map();
 let current = null;
 const $ = (id) => document.getElementById(id);
 
 function timeline(user) {
-  if (!timelines[user]) timelines[user] = [];
-  return timelines[user];
+  if (!timelines.has(user)) timelines.set(user, []);
+  return timelines.get(user);
 }
 
 function add(user, item) {
@@ -65,7 +67,8 @@ async function send(line) {
       method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({user, line}),
     });
-    answer = await response.json();
+    // a refusal is JSON {"error"}; anything else (e.g. a proxy's page) is shown by its status
+    answer = await response.json().catch(() => ({error: "HTTP " + response.status}));
   } catch (err) {
     add(user, {side: "sys", text: "simulator unreachable: " + err});
     return;
