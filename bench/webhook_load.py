@@ -7,9 +7,16 @@ does real work for every request: signature, parse, dedup in Redis, subscriber a
 rules, search over content/, render. Prints requests/s and p50/p99 latency of each and the ratio.
 
     .venv/bin/python bench/webhook_load.py [--seconds 10] [--rounds 3] [--connections 4] [--dense]
+                                           [--worker-class procfile|gthread|CLASS]
 
 ``--dense`` keeps the embedding retrieval on (config/search.yaml's default); without it the
 benchmark measures the lexical path, which is what a webhook under load serves.
+
+``--worker-class`` serves ours with another gunicorn worker class (``procfile``: the one of
+``bot/runner.py``, what ``python -m bot web`` runs, ``bot.serving.BufferingWorker``); every other
+setting stays. Ours is then also measured under plain gthread in the same alternating rounds, as
+``ours-gthread``, and the ratio of the two is printed (target: within 10%). The WeRoBot server
+stays on gthread.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import state  # noqa: E402
+from bot.runner import gunicorn_command  # noqa: E402
 from bot.settings import DEV_TOKEN  # noqa: E402
-from bot.wechat.signing import signature  # noqa: E402
 
 QUESTIONS = [
     "微信公众平台的价值观是什么",
@@ -64,21 +71,76 @@ GUNICORN = [
 ]
 """The same settings for both servers."""
 
+
+def procfile_worker_class() -> str:
+    """The worker class of the product's one gunicorn command line (``bot/runner.py``)."""
+    command = gunicorn_command(port=0)
+    return command[command.index("--worker-class") + 1]
+
+
+def with_worker_class(worker_class: str) -> list[str]:
+    """:data:`GUNICORN` with another ``--worker-class``."""
+    settings = list(GUNICORN)
+    settings[settings.index("--worker-class") + 1] = worker_class
+    return settings
+
+
 LUA = r"""
+local bit = require("bit")
+local band, bor, bxor, bnot = bit.band, bit.bor, bit.bxor, bit.bnot
+local lshift, rshift, rol, tobit = bit.lshift, bit.rshift, bit.rol, bit.tobit
+
+-- SHA-1 (FIPS 180-4), lowercase hex: every request gets a signed URL of its own
+local function sha1(msg)
+  local h0, h1, h2, h3, h4 = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
+  local bits = #msg * 8
+  msg = msg .. "\128" .. string.rep("\0", (55 - #msg) %% 64) .. string.char(0, 0, 0, 0,
+    band(rshift(bits, 24), 255), band(rshift(bits, 16), 255), band(rshift(bits, 8), 255),
+    band(bits, 255))
+  local w = {}
+  for start = 1, #msg, 64 do
+    for i = 0, 15 do
+      local a, b, c, d = msg:byte(start + i * 4, start + i * 4 + 3)
+      w[i] = bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
+    end
+    for i = 16, 79 do w[i] = rol(bxor(w[i - 3], w[i - 8], w[i - 14], w[i - 16]), 1) end
+    local a, b, c, d, e = h0, h1, h2, h3, h4
+    for i = 0, 79 do
+      local f, k
+      if i < 20 then f, k = bor(band(b, c), band(bnot(b), d)), 0x5A827999
+      elseif i < 40 then f, k = bxor(b, c, d), 0x6ED9EBA1
+      elseif i < 60 then f, k = bor(band(b, c), band(b, d), band(c, d)), 0x8F1BBCDC
+      else f, k = bxor(b, c, d), 0xCA62C1D6 end
+      local t = tobit(rol(a, 5) + f + e + k + w[i])
+      e, d, c, b, a = d, c, rol(b, 30), a, t
+    end
+    h0, h1, h2 = tobit(h0 + a), tobit(h1 + b), tobit(h2 + c)
+    h3, h4 = tobit(h3 + d), tobit(h4 + e)
+  end
+  return bit.tohex(h0) .. bit.tohex(h1) .. bit.tohex(h2) .. bit.tohex(h3) .. bit.tohex(h4)
+end
+
 local questions = {%(questions)s}
 local counter = 0
 request = function()
   counter = counter + 1
   local q = questions[(counter %% #questions) + 1]
+  local nonce = string.format("%%d%%09d", %(run)d, counter)
+  local parts = {"%(token)s", "%(ts)s", nonce}
+  table.sort(parts)
+  local path = "%(path)s?signature=" .. sha1(table.concat(parts))
+    .. "&timestamp=%(ts)s&nonce=" .. nonce
   local body = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
     .. "<FromUserName><![CDATA[oBench" .. string.format("%%022d", counter %% 500)
     .. "]]></FromUserName>"
     .. "<CreateTime>%(ts)s</CreateTime><MsgType><![CDATA[text]]></MsgType>"
     .. "<Content><![CDATA[" .. q .. "]]></Content>"
     .. "<MsgId>" .. string.format("%%d%%09d", %(run)d, counter) .. "</MsgId></xml>"
-  return wrk.format("POST", "%(path)s", {["Content-Type"] = "text/xml"}, body)
+  return wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
 end
 """
+"""Signed text questions with fresh MsgIds, each under a URL signed for it (its own nonce): the
+webhook refuses a signed URL that comes again with another body."""
 
 
 def free_port() -> int:
@@ -106,9 +168,19 @@ def ensure_wrk() -> str:
     return found
 
 
-def start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def start(
+    app: str, port: int, env: dict[str, str], worker_class: str = "gthread"
+) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            app,
+            "--bind",
+            f"127.0.0.1:{port}",
+            *with_worker_class(worker_class),
+        ],
         cwd=ROOT,
         env=env,
         start_new_session=True,
@@ -131,9 +203,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def run_wrk(wrk: str, url: str, seconds: int, connections: int, run: int) -> dict[str, float]:
     ts = str(int(time.time()))
-    nonce = "4242"
-    query = f"signature={signature(DEV_TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}"
-    path = "/wechat?" + query if "/wechat" in url else "/?" + query
+    path = "/wechat" if "/wechat" in url else "/"
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         LUA
@@ -142,6 +212,7 @@ def run_wrk(wrk: str, url: str, seconds: int, connections: int, run: int) -> dic
             "ts": ts,
             "run": run,
             "path": path,
+            "token": DEV_TOKEN,
         }
     )
     base = url.split("/wechat")[0]
@@ -173,7 +244,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--dense", action="store_true", help="keep embedding retrieval on")
+    parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        help="gunicorn worker class of ours (procfile: bot/runner.py's); "
+        "other than gthread, ours under gthread is measured too",
+    )
     args = parser.parse_args()
+    worker_class = args.worker_class
+    if worker_class == "procfile":
+        worker_class = procfile_worker_class()
+    compare = worker_class != "gthread"
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="webhook-load-"))
     config = work / "config"
@@ -192,32 +273,31 @@ def main() -> None:
         "WECHAT_TOKEN": DEV_TOKEN,
     }
     env.pop("WECHAT_MODE", None)
-    ours_port, theirs_port = free_port(), free_port()
-    ours = start("bot.app:create_app()", ours_port, env)
+    ours_port, theirs_port, plain_port = free_port(), free_port(), free_port()
+    ours = start("bot.app:create_app()", ours_port, env, worker_class)
     theirs = start("bench.werobot_echo:app", theirs_port, env)
-    results: dict[str, list[dict[str, float]]] = {"ours": [], "werobot": []}
+    plain = start("bot.app:create_app()", plain_port, env) if compare else None
+    urls = {
+        "ours": f"http://127.0.0.1:{ours_port}/wechat",
+        "werobot": f"http://127.0.0.1:{theirs_port}/",
+    }
+    if compare:
+        urls["ours-gthread"] = f"http://127.0.0.1:{plain_port}/wechat"
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
     try:
         # warm-up: first requests load lazily built parts in each worker
-        run_wrk(wrk, f"http://127.0.0.1:{ours_port}/wechat", 2, args.connections, 0)
-        run_wrk(wrk, f"http://127.0.0.1:{theirs_port}/", 2, args.connections, 0)
+        for url in urls.values():
+            run_wrk(wrk, url, 2, args.connections, 0)
         for round_ in range(1, args.rounds + 1):
-            results["ours"].append(
-                run_wrk(
-                    wrk,
-                    f"http://127.0.0.1:{ours_port}/wechat",
-                    args.seconds,
-                    args.connections,
-                    round_,
-                )
-            )
-            results["werobot"].append(
-                run_wrk(
-                    wrk, f"http://127.0.0.1:{theirs_port}/", args.seconds, args.connections, round_
-                )
-            )
+            for offset, (name, url) in enumerate(urls.items()):
+                # distinct MsgIds per server and round: each server sees fresh messages
+                run = round_ + offset * (args.rounds + 1)
+                results[name].append(run_wrk(wrk, url, args.seconds, args.connections, run))
     finally:
         stop(ours)
         stop(theirs)
+        if plain is not None:
+            stop(plain)
         state.stop_embedded(work / "var")
         shutil.rmtree(work, ignore_errors=True)
     mode = "lexical + dense" if args.dense else "lexical"
@@ -225,14 +305,20 @@ def main() -> None:
         f"webhook load: {args.rounds} alternating rounds of {args.seconds} s, "
         f"{args.connections} connections, gunicorn {' '.join(GUNICORN[:6])}; search: {mode}"
     )
-    print(f"{'':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    if compare:
+        print(f"ours: --worker-class {worker_class}; ours-gthread and werobot: gthread")
+    width = max(10, *(len(name) for name in results))
+    print(f"{'':{width}} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     summary = {}
     for name, rows in results.items():
         summary[name] = {k: statistics.median(r[k] for r in rows) for k in ("rps", "p50", "p99")}
         s = summary[name]
-        print(f"{name:10} {s['rps']:10.0f} {s['p50']:8.2f} {s['p99']:8.2f}")
+        print(f"{name:{width}} {s['rps']:10.0f} {s['p50']:8.2f} {s['p99']:8.2f}")
     ratio = summary["ours"]["rps"] / summary["werobot"]["rps"]
     print(f"ratio ours/werobot (req/s): {ratio:.2f}  (target >= 1.0; ours p99 target < 50 ms)")
+    if compare:
+        ratio = summary["ours"]["rps"] / summary["ours-gthread"]["rps"]
+        print(f"ours under {worker_class} vs under gthread (req/s): {ratio:.2f}  (target >= 0.90)")
 
 
 if __name__ == "__main__":

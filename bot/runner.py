@@ -37,7 +37,7 @@ def gunicorn_command(port: int, workers: int = 2, host: str = "0.0.0.0") -> list
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
+        "bot.serving.BufferingWorker",  # gthread, but a thread gets a request once it has arrived
         "--threads",
         str(WEB_THREADS),
         "--timeout",
