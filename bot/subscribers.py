@@ -25,8 +25,10 @@ what keeps a quick re-follow within the caps.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import available_timezones
 
 import redis
 
@@ -86,6 +88,51 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     pipe.zrem(Keys.push_members(), openid)
     pipe.zrem(Keys.push_due(), openid)
     pipe.execute()
+
+
+def forget(r: redis.Redis, openid: str) -> None:
+    """忘记我 / forget me: delete everything kept about ``openid`` but what honours their choices.
+
+    What stays: that they follow (``subscribed``, their place in ``Keys.push_members``), an
+    opt-out (``digests off``), and the digest and mass send logs that keep the caps (they age
+    out by themselves). Gone: the record's other fields (language, time zone, quiet hours, caps,
+    follow and activity times, scene), the session, QR scenes, interests, deferred digests, the
+    customer-service log and the digest cursors; the cached answers to their messages go in a
+    job (:func:`forget_cached_job`), since finding them means scanning the keyspace.
+    """
+    key = Keys.user(openid)
+    kept = {name: value for name, value in r.hgetall(key).items() if name in FORGET_KEEPS}
+    if kept.get("digests") != "off":
+        kept.pop("digests", None)
+    pipe = r.pipeline()
+    pipe.delete(*Keys.personal(openid))
+    if kept:
+        pipe.hset(key, mapping=kept)
+    for field_key in Keys.personal_fields():
+        pipe.hdel(field_key, openid)
+    pipe.zrem(Keys.push_due(), openid)
+    pipe.execute()
+
+
+FORGET_KEEPS = frozenset({"subscribed", "digests"})
+"""Fields of the record that 忘记我 keeps: that they follow, and an opt-out."""
+
+
+def forget_cached(r: redis.Redis, openid: str) -> int:
+    """Delete the cached answers (and late answers) to ``openid``'s messages; how many."""
+    deleted = 0
+    for pattern in Keys.cached_answers(openid):
+        batch = list(r.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(batch), 500):
+            deleted += int(r.delete(*batch[i : i + 500]))
+    return deleted
+
+
+def forget_cached_job(openid: str) -> int:
+    """The RQ job of :func:`forget_cached`, on this worker's Redis."""
+    from bot import services
+
+    return forget_cached(services.current().redis, openid)
 
 
 def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
@@ -239,9 +286,36 @@ def _say(name: str, lang: str, **values: object) -> str:
     return (zh if lang == "zh" else en).format(**values)
 
 
+COMMAND_MAX_CHARS = 100
+"""A message longer than this is never a chat command (it is a question)."""
+
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
+
+
+def command_text(text: str) -> str:
+    """``text`` as people mean it, to match commands (「退 订。」 -> 退订, "STOP!" -> STOP).
+
+    Full-width forms and compatibility characters are folded (NFKC), invisible format characters
+    (zero-width spaces, joiners, BOMs) dropped, runs of white space made one space and the spaces
+    between two Chinese characters removed, and punctuation or symbols around the whole text
+    stripped.
+    """
+    folded = unicodedata.normalize("NFKC", text)
+    folded = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    folded = _CJK_GAP.sub("", " ".join(folded.split()))
+    start, end = 0, len(folded)
+    while start < end and unicodedata.category(folded[start])[0] in "PSZ":
+        start += 1
+    while end > start and unicodedata.category(folded[end - 1])[0] in "PSZ":
+        end -= 1
+    return folded[start:end]
+
+
 def parse_command(text: str) -> tuple[str, str, str] | None:
-    """(command, language, argument) when ``text`` is a digest chat command."""
-    stripped = " ".join(text.split())
+    """(command, language, argument) when ``text`` is a digest chat command, written any way."""
+    if len(text) > COMMAND_MAX_CHARS:
+        return None
+    stripped = command_text(text)
     for pattern, name, lang in _COMMANDS:
         match = pattern.match(stripped)
         if match:
@@ -258,7 +332,8 @@ def chat_command(r: redis.Redis, openid: str, text: str, config: Config) -> str 
     key = Keys.user(openid)
     if not r.hexists(key, "subscribed"):
         on_follow(r, openid)
-    r.hset(key, "lang", lang)
+    if name != "forget":
+        r.hset(key, "lang", lang)
     limits = config.push.limits
     if name == "stop":
         was_on = r.hget(key, "digests") != "off"
@@ -274,7 +349,7 @@ def chat_command(r: redis.Redis, openid: str, text: str, config: Config) -> str 
     if name == "help":
         return _say("help", lang)
     if name == "forget":
-        r.delete(Keys.push_interests(openid), Keys.session(openid))
+        forget(r, openid)
         return _say("forget", lang)
     if name == "frequency":
         return _frequency(r, key, arg, limits, lang)
@@ -284,7 +359,7 @@ def chat_command(r: redis.Redis, openid: str, text: str, config: Config) -> str 
 
 
 def _frequency(r: redis.Redis, key: str, arg: str, limits: Limits, lang: str) -> str:
-    if not arg.isdigit() or not 1 <= int(arg) <= limits.per_week:
+    if not re.fullmatch(r"[0-9]{1,3}", arg) or not 1 <= int(arg) <= limits.per_week:
         return _say("frequency-bad", lang, week=limits.per_week, day=limits.per_day)
     week = int(arg)
     day = min(week, limits.per_day)
@@ -306,11 +381,20 @@ def _quiet(r: redis.Redis, key: str, arg: str, lang: str) -> str:
     return _say("quiet", lang, start=start, end=end)
 
 
+ZONE_MAX_CHARS = 40
+"""Longer than any IANA zone name: what is longer is not echoed back whole."""
+
+
+@cache
+def _zones() -> frozenset[str]:
+    """The IANA zone names this machine knows (from the system or the tzdata package)."""
+    return frozenset(available_timezones())
+
+
 def _timezone(r: redis.Redis, key: str, arg: str, lang: str) -> str:
-    try:
-        ZoneInfo(arg)
-    except (ZoneInfoNotFoundError, ValueError):
-        return _say("timezone-bad", lang, zone=arg or "?")
+    if arg not in _zones():  # a name, never a path: "Asia" is a folder of the database
+        shown = arg if len(arg) <= ZONE_MAX_CHARS else arg[:ZONE_MAX_CHARS] + "…"
+        return _say("timezone-bad", lang, zone=shown or "?")
     r.hset(key, "tz", arg)
     return _say("timezone", lang, zone=arg)
 

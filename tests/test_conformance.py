@@ -14,6 +14,14 @@ from tests.conftest import DATA, WeChat
 
 PAYLOADS = sorted((DATA / "conformance" / "messages").rglob("*.xml"))
 
+REDACTED_IDS = {
+    "senparc_MessageHandlersTest_Event/000_event_subscribe.xml": "FromUserName",  # "...(OpenId)"
+    "werobot_test_handler/021_event_card_sku_remind.xml": "ToUserName",  # "gh_2d62d*****0"
+    "werobot_test_parser/025_event_card_sku_remind.xml": "ToUserName",
+}
+"""Samples whose ids were redacted by hand in their suite: the platform never sends such ids, and
+the webhook refuses ids that are not its shape (they would be echoed into the reply)."""
+
 
 def test_all_payloads_are_here() -> None:
     assert len(PAYLOADS) == 187
@@ -24,6 +32,11 @@ def test_payload_in_every_mode(any_mode: WeChat, path) -> None:
     xml = path.read_text("utf-8")
     sender = xml_fields(xml)["FromUserName"]
     response = any_mode.post(xml)
+    redacted = REDACTED_IDS.get(f"{path.parent.name}/{path.name}")
+    if redacted:
+        assert response.status_code == 400
+        assert f"{redacted} is not an id the platform gives" in response.get_data(as_text=True)
+        return
     assert response.status_code == 200, response.get_data(as_text=True)
     reply = read_reply(response.data, sender, any_mode.settings.mode, any_mode.envelope)
     if reply.kind != "none":

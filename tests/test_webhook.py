@@ -149,7 +149,7 @@ def test_oversized_body_is_413(wechat: WeChat) -> None:
 
 
 @pytest.mark.parametrize("mode", ["compat", "safe"])
-def test_bad_envelopes_are_refused(make_app, mode: str) -> None:
+def test_bad_envelopes_are_refused_alike_and_the_log_says_why(make_app, mode: str, caplog) -> None:
     app = make_app(mode=mode)
     wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     s = wechat.settings
@@ -169,11 +169,16 @@ def test_bad_envelopes_are_refused(make_app, mode: str) -> None:
             s.token, signed.query["timestamp"], signed.query["nonce"], garbage
         ),
     }
-    assert wechat.client.post("/wechat", query_string=query, data=body).status_code == 400
+    undecodable = wechat.client.post("/wechat", query_string=query, data=body)
+    assert undecodable.status_code == 400
     # a ciphertext made for another appid
     foreign = signed_request(xml, mode, s.token, s.aes_key, "wxSomeOtherApp00")
-    response = wechat.client.post("/wechat", query_string=foreign.query, data=foreign.body)
-    assert response.status_code == 400 and "appid" in response.get_data(as_text=True)
+    with caplog.at_level(logging.WARNING):
+        response = wechat.client.post("/wechat", query_string=foreign.query, data=foreign.body)
+    assert response.status_code == 400
+    # one answer for every failure after the signature: the sender learns nothing from it
+    assert response.get_data() == undecodable.get_data() == b"undecryptable Encrypt\n"
+    assert "appid" in caplog.text
 
 
 def test_cdata_end_in_the_question_is_escaped(wechat: WeChat) -> None:

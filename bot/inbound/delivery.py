@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import redis
@@ -62,14 +62,35 @@ LateSender = Callable[[Inbound], None]
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
 
 CLAIM = Lua(APPLY_LOOP + """
+if ARGV[2] ~= '' then
+  local body = redis.call('GET', KEYS[3])
+  if body and body ~= ARGV[2] then return {3} end
+  if not body then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+end
 local cached = redis.call('GET', KEYS[1])
 if cached then return {1, cached} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {0} end
-return {2, apply(3, 2)}
+return {2, apply(4, 4)}
 """)
-"""KEYS: seen, lock, then the on-claim commands' keys; ARGV: the lock's TTL, then the commands'
-words (:func:`bot.state.writes.script_words`). Returns {1, answer} when the delivery was answered
-already, {0} when another request holds it, {2, failures} once claimed and the commands made."""
+"""KEYS: seen, lock, the replay guard's key, then the on-claim commands' keys; ARGV: the lock's
+TTL, the guard's value ('' for none) and TTL, then the commands' words
+(:func:`bot.state.writes.script_words`). Returns {3} when the guard's key holds another value,
+{1, answer} when the delivery was answered already, {0} when another request holds it,
+{2, failures} once claimed and the commands made."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A value ``key`` must hold (set if absent) for the delivery to go on: the webhook's replay
+    guard, the hash of the body first seen under a signed URL's (timestamp, nonce)."""
+
+    key: str
+    value: str
+    ttl: int
+
+
+class Replayed(Exception):
+    """The guard's key holds another value: a signed URL re-used with a different body."""
 
 
 def encode(reply: Reply) -> str:
@@ -108,14 +129,18 @@ def answer(
     budget: float,
     dedup_ttl: int,
     enqueue_late: LateSender,
+    guard: Guard | None = None,
 ) -> Reply:
-    """The reply for ``message``, within ``budget`` seconds, processing it at most once."""
+    """The reply for ``message``, within ``budget`` seconds, processing it at most once.
+
+    Raises :class:`Replayed` when ``guard`` fails (before anything else is read or written).
+    """
     started = time.monotonic()
     r = services.redis
     seen_key = Keys.seen(message.openid, message.delivery_id)
     lock_key = Keys.lock(message.openid, message.delivery_id)
     cached, claimed = claim(
-        r, seen_key, lock_key, int(budget) + LATE_GRACE_SECONDS, activity(message)
+        r, seen_key, lock_key, int(budget) + LATE_GRACE_SECONDS, activity(message), guard
     )
     if cached is not None:
         log.info("re-delivery of %s answered from cache", message.delivery_id)
@@ -142,15 +167,24 @@ def answer(
 
 
 def claim(
-    r: redis.Redis, seen_key: str, lock_key: str, lock_ttl: int, commands: list[Command]
+    r: redis.Redis,
+    seen_key: str,
+    lock_key: str,
+    lock_ttl: int,
+    commands: list[Command],
+    guard: Guard | None = None,
 ) -> tuple[str | None, bool]:
     """Claim one delivery in one round trip: ``(cached answer, claimed here)``.
 
     ``(answer, False)`` when it was answered already, ``(None, False)`` while another request
-    holds it, ``(None, True)`` once claimed here, ``commands`` made in the same script.
+    holds it, ``(None, True)`` once claimed here, ``commands`` made in the same script;
+    :class:`Replayed` when ``guard`` fails.
     """
-    keys, words = script_words(commands, lock_ttl)
-    result = CLAIM(r, [seen_key, lock_key, *keys], words)
+    guard_words = (guard.value, guard.ttl) if guard else ("", 0)
+    keys, words = script_words(commands, lock_ttl, *guard_words)
+    result = CLAIM(r, [seen_key, lock_key, guard.key if guard else lock_key, *keys], words)
+    if result[0] == 3:
+        raise Replayed(guard.key if guard else "")
     if result[0] == 1:
         return result[1], False
     if result[0] == 2:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot import subscribers
+from bot import subscribers, worker
 from bot.push import receipts
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
 from bot.state.writes import Command
@@ -131,8 +131,15 @@ def question(message: Inbound, services: Services) -> Reply:
             "语音没有识别出文字，请直接打字提问。\nI could not make out that voice message; "
             "please type your question."
         )
+    text = services.library.clip(text)  # what is read of a question, stored and matched
     command = subscribers.chat_command(services.redis, message.openid, text, services.config)
     if command is not None:
+        if subscribers.parse_command(text)[0] == "forget":
+            # their cached answers are found by scanning the keyspace: not within the deadline
+            worker.queue(services.redis).enqueue(
+                "bot.subscribers.forget_cached_job", message.openid,
+                job_id=f"forget-{message.openid}", result_ttl=0,
+            )
         return Text(command)
     for rule in services.config.replies.replies:
         if rule.matches(text):
@@ -228,7 +235,7 @@ def subscribe(message: Inbound, services: Services) -> Reply:
     )
     subscribers.on_follow(services.redis, message.openid, scene=scene)
     if scene:
-        services.redis.rpush(Keys.scenes(message.openid), scene)
+        remember_scene(services, message.openid, scene)
     return Text(services.config.account.welcome)
 
 
@@ -236,8 +243,23 @@ def subscribe(message: Inbound, services: Services) -> Reply:
 def scan(message: Inbound, services: Services) -> Reply:
     """A follower scanned a QR code again: record the scene, say nothing."""
     if message.event_key:
-        services.redis.rpush(Keys.scenes(message.openid), message.event_key)
+        remember_scene(services, message.openid, message.event_key)
     return None
+
+
+SCENES_KEPT = 20
+"""How many QR scenes of one subscriber are kept (the latest): every scan adds one."""
+
+SCENE_MAX_CHARS = 64
+"""A scene value is the QR code's scene_str (at most 64 characters on the platform)."""
+
+
+def remember_scene(services: Services, openid: str, scene: str) -> None:
+    """Append ``scene`` to the subscriber's QR scenes, keeping the latest :data:`SCENES_KEPT`."""
+    key = Keys.scenes(openid)
+    with services.later() as pipe:
+        pipe.rpush(key, scene[:SCENE_MAX_CHARS])
+        pipe.ltrim(key, -SCENES_KEPT, -1)
 
 
 @registry.event("unsubscribe")

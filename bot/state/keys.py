@@ -6,9 +6,10 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:lock:<openid>:<delivery-id>     the delivery being answered right now (TTL: the deadline)
     bot:late:<openid>:<delivery-id>     an answer that missed the deadline, for the late job
     bot:late-sent:<openid>:<delivery-id>  set when that answer went to the API (sent once)
+    bot:url:<timestamp>:<nonce>         SHA-1 of the plaintext body first signed so (TTL 2 windows)
     bot:session:<openid>                the last question and how far "more" has gone (TTL 10 min)
     bot:user:<openid>                   subscriber record (hash)
-    bot:scene:<openid>                  QR scenes a subscriber came from (list)
+    bot:scene:<openid>                  QR scenes a subscriber came from (list, the last 20)
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
     bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
     bot:api:token-lock                  held by the one process refreshing the token (TTL 15 s)
@@ -71,6 +72,11 @@ class Keys:
     def late_sent(openid: str, delivery: str) -> str:
         """Set once a late answer has been handed to the API: it is never sent twice."""
         return f"{PREFIX}:late-sent:{openid}:{delivery}"
+
+    @staticmethod
+    def signed_url(timestamp: str, nonce: str) -> str:
+        """The SHA-1 of the plaintext body first posted under a signed URL (replay guard)."""
+        return f"{PREFIX}:url:{timestamp}:{nonce}"
 
     @staticmethod
     def content_generation() -> str:
@@ -222,6 +228,12 @@ class Keys:
             Keys.push_interests(openid),
             Keys.push_pending(openid),
         ]
+
+    @staticmethod
+    def cached_answers(openid: str) -> list[str]:
+        """SCAN patterns of the answers cached for one subscriber's deliveries (忘记我)."""
+        escaped = "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in openid)
+        return [f"{PREFIX}:{area}:{escaped}:*" for area in ("seen", "late", "late-sent")]
 
     @staticmethod
     def personal_fields() -> list[str]:

@@ -7,6 +7,7 @@ and renders whatever a handler returns: a :class:`Text`, a :class:`News` article
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,17 @@ MESSAGE_KINDS = frozenset(
 
 TEXT_LIMIT_BYTES = 2048
 """A passive text reply's Content must fit in this many UTF-8 bytes."""
+
+
+ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Openids (28 characters), unionids and account ids (``gh_`` + 12) are short strings of these:
+anything else in ``FromUserName``/``ToUserName`` did not come from the platform (and would be
+echoed into the reply)."""
+
+ID_RULE = "1 to 64 letters, digits, '_' or '-'"
+
+_SECONDS = re.compile(r"[0-9]{1,12}")
+_MSG_ID = re.compile(r"[0-9]{1,32}")
 
 
 class BadMessage(ValueError):
@@ -102,16 +114,19 @@ def parse(xml: str) -> Inbound:
             raise BadMessage(f"missing field {name}")
         if not isinstance(value, str):
             raise BadMessage(f"field {name} must appear once, as text")
-    if not raw["CreateTime"].strip().isdigit():
-        raise BadMessage("CreateTime must be a whole number of seconds")
+    if not _SECONDS.fullmatch(raw["CreateTime"].strip()):
+        raise BadMessage("CreateTime must be a whole number of seconds (ASCII digits)")
+    for name in ("ToUserName", "FromUserName"):
+        if not ID_SHAPE.fullmatch(raw[name].strip()):
+            raise BadMessage(f"{name} is not an id the platform gives ({ID_RULE})")
     kind = raw["MsgType"].strip().lower()
     for name in ("Content", "MsgId", "Event", "EventKey", "Recognition"):
         if name in raw and raw[name] is not None and not isinstance(raw[name], str):
             raise BadMessage(f"field {name} must appear once, as text")
     if kind == "text" and raw.get("Content") is None:
         raise BadMessage("a text message needs Content")
-    if raw.get("MsgId") and not raw["MsgId"].strip().isdigit():
-        raise BadMessage("MsgId must be a number")
+    if raw.get("MsgId") and not _MSG_ID.fullmatch(raw["MsgId"].strip()):
+        raise BadMessage("MsgId must be a number (ASCII digits)")
 
     event = ""
     event_key = raw.get("EventKey") or ""
