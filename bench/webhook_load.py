@@ -168,8 +168,18 @@ def ensure_wrk() -> str:
     return found
 
 
+def copy_config(source: Path, target: Path, dense: bool) -> None:
+    """``source`` copied to ``target``, with dense retrieval off unless ``dense``."""
+    shutil.copytree(source, target)
+    if not dense:
+        search = target / "search.yaml"
+        search.write_text(
+            re.sub(r"(dense:\s*\n\s*enabled:)\s*\w+", r"\1 false", search.read_text())
+        )
+
+
 def start(
-    app: str, port: int, env: dict[str, str], worker_class: str = "gthread"
+    app: str, port: int, env: dict[str, str], worker_class: str = "gthread", cwd: Path = ROOT
 ) -> subprocess.Popen:
     process = subprocess.Popen(
         [
@@ -181,7 +191,7 @@ def start(
             f"127.0.0.1:{port}",
             *with_worker_class(worker_class),
         ],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         start_new_session=True,
     )
@@ -250,6 +260,14 @@ def main() -> None:
         help="gunicorn worker class of ours (procfile: bot/runner.py's); "
         "other than gthread, ours under gthread is measured too",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also serve the bot of another checkout (e.g. `git worktree add /tmp/before "
+        "HEAD~3`) with its own config/, under gthread, as ours-before: a change's "
+        "before/after in one run",
+    )
     args = parser.parse_args()
     worker_class = args.worker_class
     if worker_class == "procfile":
@@ -258,12 +276,7 @@ def main() -> None:
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="webhook-load-"))
     config = work / "config"
-    shutil.copytree(ROOT / "config", config)
-    if not args.dense:
-        search = config / "search.yaml"
-        search.write_text(
-            re.sub(r"(dense:\s*\n\s*enabled:)\s*\w+", r"\1 false", search.read_text())
-        )
+    copy_config(ROOT / "config", config, args.dense)
     url_redis, _ = state.ensure_embedded(work / "var")
     env = {
         **os.environ,
@@ -283,6 +296,15 @@ def main() -> None:
     }
     if compare:
         urls["ours-gthread"] = f"http://127.0.0.1:{plain_port}/wechat"
+    before = None
+    if args.before:
+        before_dir = args.before.resolve()
+        copy_config(before_dir / "config", work / "config-before", args.dense)
+        before_env = {**env, "BOT_CONFIG_DIR": str(work / "config-before"),
+                      "PYTHONPATH": str(before_dir)}
+        before_port = free_port()
+        before = start("bot.app:create_app()", before_port, before_env, cwd=before_dir)
+        urls["ours-before"] = f"http://127.0.0.1:{before_port}/wechat"
     results: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
     try:
         # warm-up: first requests load lazily built parts in each worker
@@ -298,6 +320,8 @@ def main() -> None:
         stop(theirs)
         if plain is not None:
             stop(plain)
+        if before is not None:
+            stop(before)
         state.stop_embedded(work / "var")
         shutil.rmtree(work, ignore_errors=True)
     mode = "lexical + dense" if args.dense else "lexical"
@@ -319,6 +343,9 @@ def main() -> None:
     if compare:
         ratio = summary["ours"]["rps"] / summary["ours-gthread"]["rps"]
         print(f"ours under {worker_class} vs under gthread (req/s): {ratio:.2f}  (target >= 0.90)")
+    if before is not None:
+        ratio = summary["ours"]["rps"] / summary["ours-before"]["rps"]
+        print(f"ours vs ours-before ({args.before}, gthread) (req/s): {ratio:.2f}")
 
 
 if __name__ == "__main__":
