@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import jieba
@@ -281,6 +282,20 @@ def main() -> None:
     report("baseline: jieba + rank_bm25, fixed windows", result, time.perf_counter() - started,
            args.verbose)
 
+    for name, library, started in libraries(args, content):
+        result = evaluate(
+            lambda q, k, lib=library: [h.text for h in lib.search(q, k)],
+            lambda q, lib=library: lib.answer(q).found,
+            questions,
+        )
+        report(f"ours: {name}", result, time.perf_counter() - started, args.verbose)
+        if args.sweep:
+            sweep(library, questions)
+
+
+def libraries(args: argparse.Namespace, content: Path) -> Iterator[tuple[str, Library, float]]:
+    """Each configuration of ``--only`` (with ``--set`` and ``--synonyms``): its name, its
+    library over ``content``, and when it started opening."""
     for name in args.only.split(","):
         variant = {key: dict(value) for key, value in VARIANTS[name].items()}
         for setting in args.set:
@@ -292,15 +307,7 @@ def main() -> None:
             if args.synonyms:
                 shutil.copy(args.synonyms, config / "search" / "synonyms.yaml")
             started = time.perf_counter()
-            library = Library.open(content, config, CACHE)
-            result = evaluate(
-                lambda q, k, lib=library: [h.text for h in lib.search(q, k)],
-                lambda q, lib=library: lib.answer(q).found,
-                questions,
-            )
-            report(f"ours: {name}", result, time.perf_counter() - started, args.verbose)
-            if args.sweep:
-                sweep(library, questions)
+            yield name, Library.open(content, config, CACHE), started
 
 
 def run_blind(args: argparse.Namespace, content: Path) -> None:
@@ -316,27 +323,17 @@ def run_blind(args: argparse.Namespace, content: Path) -> None:
     report_blind("baseline: jieba + rank_bm25, fixed windows",
                  evaluate_blind(baseline_answer, lambda q: baseline.rank(q, 3)[0], questions),
                  args.verbose)
-    for name in args.only.split(","):
-        variant = {key: dict(value) for key, value in VARIANTS[name].items()}
-        for setting in args.set:
-            dotted, value = setting.split("=", 1)
-            section, key = dotted.split(".", 1)
-            variant.setdefault(section, {})[key] = yaml.safe_load(value)
-        with tempfile.TemporaryDirectory() as scratch:
-            config = config_for(variant, Path(scratch) / "config")
-            if args.synonyms:
-                shutil.copy(args.synonyms, config / "search" / "synonyms.yaml")
-            library = Library.open(content, config, CACHE)
-            library.answer("微信")  # warm the models up: the first answer loads them
+    for name, library, _ in libraries(args, content):
+        library.answer("微信")  # warm the models up: the first answer loads them
 
-            def answer(q: str, lib: Library = library) -> tuple[bool, str]:
-                reply = lib.answer(q)
-                return reply.found, reply.text
+        def answer(q: str, lib: Library = library) -> tuple[bool, str]:
+            reply = lib.answer(q)
+            return reply.found, reply.text
 
-            result = evaluate_blind(
-                answer, lambda q, lib=library: [h.text for h in lib.search(q, 3)], questions
-            )
-            report_blind(f"ours: {name}", result, args.verbose)
+        result = evaluate_blind(
+            answer, lambda q, lib=library: [h.text for h in lib.search(q, 3)], questions
+        )
+        report_blind(f"ours: {name}", result, args.verbose)
 
 
 if __name__ == "__main__":
