@@ -80,7 +80,7 @@ def test_more_gives_the_next_passage_then_says_there_is_no_more(library: Library
     seen = []
     answer = library.answer("微信")
     skip = 0
-    while answer.found and skip < 50:
+    while answer.found and skip < 300:  # a one-word question can match most passages
         seen.append(answer.text)
         assert answer.has_more == library.answer("微信", skip + 1).found
         skip += 1
@@ -111,18 +111,18 @@ def test_a_broken_file_is_reported_and_the_rest_still_load(
 
 def test_added_edited_and_removed_files_are_picked_up(library: Library, content_dir: Path) -> None:
     assert not library.refresh()
-    new = content_dir / "pandas.md"
-    write(new, "熊猫", "大熊猫每天要吃十几个小时的竹子。熊猫住在四川的山里。")
+    new = content_dir / "koalas.md"  # a subject no article touches (熊猫直播 is in one)
+    write(new, "考拉", "考拉每天要吃很多桉树叶。考拉住在澳大利亚的树上。")
     assert library.refresh()
-    assert library.answer("熊猫吃什么").title == "熊猫"
-    write(new, "熊猫", "大熊猫喜欢在雪地里打滚。")
+    assert library.answer("考拉吃什么").title == "考拉"
+    write(new, "考拉", "考拉一天要睡二十个小时。")
     os.utime(new, ns=(1, 1))  # a different mtime even on coarse clocks
     assert library.refresh()
-    assert "打滚" in library.answer("熊猫").text
+    assert "二十个小时" in library.answer("考拉").text
     new.unlink()
     assert library.refresh()
-    assert not library.answer("熊猫").found
-    assert "熊猫" not in library.titles()
+    assert not library.answer("考拉").found
+    assert "考拉" not in library.titles()
 
 
 def test_a_second_process_reuses_the_persisted_index(
@@ -235,10 +235,10 @@ def test_a_repeated_question_is_ranked_once(library: Library, rankings) -> None:
 def test_kept_rankings_are_forgotten_when_content_changes(
     library: Library, content_dir: Path, rankings
 ) -> None:
-    assert not library.answer("熊猫吃什么").found
-    write(content_dir / "pandas.md", "熊猫", "大熊猫每天要吃十几个小时的竹子。")
+    assert not library.answer("考拉吃什么").found
+    write(content_dir / "koalas.md", "考拉", "考拉每天要吃很多桉树叶。")
     assert library.refresh()
-    assert library.answer("熊猫吃什么").title == "熊猫"
+    assert library.answer("考拉吃什么").title == "考拉"
     assert len(rankings) == 2
 
 
@@ -248,24 +248,25 @@ def test_kept_rankings_are_forgotten_on_a_reload_request(
     generation = {"value": "1"}
     library = Library.open(content_dir, config_dir, tmp_path / "cache", lambda: generation["value"])
     target = content_dir / "wechat-self-media-way-of-life.md"
-    assert "manner of living" not in library.answer("manner of living").text
+    def quoted() -> bool:  # a passage holds the phrase ("nothing on that" echoes questions)
+        return any("manner of living" in hit.text for hit in library.search("manner of living"))
+
+    assert not quoted()
     edit_unseen(target, "way of life", "manner of living")
     generation["value"] = "2"  # `content reload`
     library.refresh()
-    assert "manner of living" in library.answer("manner of living").text
+    assert quoted()
 
 
 def test_kept_rankings_are_forgotten_when_the_search_config_changes(
     library: Library, config_dir: Path
 ) -> None:
-    before = library.search("自媒体怎么赚钱", 3)
-    assert before[0].source == "wechat-hard-back-heel.md"
+    assert library.answer("微信公众平台的价值观是什么").found
     search = config_dir / "search.yaml"
     text = search.read_text(encoding="utf-8")
-    search.write_text(text.replace("title_boost: 0.5", "title_boost: 5"), "utf-8")
+    search.write_text(text.replace("lexical_threshold: 0.30", "lexical_threshold: 1.0"), "utf-8")
     library.refresh()
-    after = library.search("自媒体怎么赚钱", 3)
-    assert after[0].source == "wechat-self-media-way-of-life.md"  # its title says 自媒体
+    assert not library.answer("微信公众平台的价值观是什么").found  # the kept answer is gone
 
 
 def test_a_ranking_made_without_its_late_model_is_not_kept(library: Library, monkeypatch) -> None:
