@@ -82,12 +82,17 @@ def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True
 def on_unfollow(r: redis.Redis, openid: str) -> None:
     """Unfollowed: purge personal data and cancel queued (deferred) digests."""
     pipe = r.pipeline()
+    _purge(pipe, openid)
+    pipe.zrem(Keys.push_members(), openid)
+    pipe.execute()
+
+
+def _purge(pipe: redis.client.Pipeline, openid: str) -> None:
+    """Queue the deletion of ``openid``'s personal keys and fields, and of deferred digests."""
     pipe.delete(*Keys.personal(openid))
     for key in Keys.personal_fields():
         pipe.hdel(key, openid)
-    pipe.zrem(Keys.push_members(), openid)
     pipe.zrem(Keys.push_due(), openid)
-    pipe.execute()
 
 
 def forget(r: redis.Redis, openid: str) -> None:
@@ -105,12 +110,9 @@ def forget(r: redis.Redis, openid: str) -> None:
     if kept.get("digests") != "off":
         kept.pop("digests", None)
     pipe = r.pipeline()
-    pipe.delete(*Keys.personal(openid))
+    _purge(pipe, openid)
     if kept:
         pipe.hset(key, mapping=kept)
-    for field_key in Keys.personal_fields():
-        pipe.hdel(field_key, openid)
-    pipe.zrem(Keys.push_due(), openid)
     pipe.execute()
 
 
@@ -326,8 +328,13 @@ def parse_command(text: str) -> tuple[str, str, str] | None:
 def chat_command(r: redis.Redis, openid: str, text: str, config: Config) -> str | None:
     """The answer to a digest chat command, in the language it was typed in; None otherwise."""
     parsed = parse_command(text)
-    if parsed is None:
-        return None
+    return None if parsed is None else answer_command(r, openid, parsed, config)
+
+
+def answer_command(
+    r: redis.Redis, openid: str, parsed: tuple[str, str, str], config: Config
+) -> str:
+    """Carry out a command :func:`parse_command` read; the answer, in its language."""
     name, lang, arg = parsed
     key = Keys.user(openid)
     if not r.hexists(key, "subscribed"):

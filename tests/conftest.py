@@ -24,6 +24,7 @@ from bot.config import Config, load_config
 from bot.search import Library
 from bot.services import build
 from bot.settings import ROOT, Settings
+from bot.simulator.api import create_api
 from bot.simulator.wire import ReadReply, build_message, read_reply, signed_request
 from bot.wechat.envelope import Envelope
 
@@ -146,6 +147,26 @@ class WeChat:
     def event(self, event: str, openid: str = "oAlice000000000000000000000", **fields) -> ReadReply:
         """Send an event and read the reply."""
         return self.reply(build_message("event", openid, Event=event, **fields), openid)
+
+
+@pytest.fixture
+def sim_settings(tmp_path: Path) -> Settings:
+    """Development settings for the simulator, with its state under a temporary folder."""
+    return Settings(data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def api_app(sim_settings: Settings, tmp_path: Path) -> Flask:
+    """The simulator's fake WeChat API (and chat page), its delivery log in a temporary folder."""
+    app = create_api(sim_settings, log_path=tmp_path / "deliveries.jsonl")
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def http(api_app: Flask) -> FlaskClient:
+    """A test client of the fake API."""
+    return api_app.test_client()
 
 
 @pytest.fixture

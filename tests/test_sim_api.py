@@ -9,30 +9,12 @@ import fakeredis
 import pytest
 
 from bot import clock
-from bot.settings import Settings
 from bot.simulator.api import create_api
 from bot.simulator.driver import openid_for
 from bot.simulator.server import BackgroundServer
 from bot.wechat.api import DROP, ApiError, WeChatApi
 
 RID = re.compile(r" rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$")
-
-
-@pytest.fixture
-def sim_settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "var")
-
-
-@pytest.fixture
-def api_app(sim_settings, tmp_path):
-    app = create_api(sim_settings, log_path=tmp_path / "deliveries.jsonl")
-    app.testing = True
-    return app
-
-
-@pytest.fixture
-def http(api_app):
-    return api_app.test_client()
 
 
 @pytest.fixture

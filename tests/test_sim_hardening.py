@@ -11,7 +11,6 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from bot.settings import Settings
 from bot.simulator import page
 from bot.simulator.api import (
     FOREIGN_HOST,
@@ -24,24 +23,6 @@ from bot.simulator.commands import sim
 from bot.simulator.driver import openid_for
 from bot.simulator.server import BackgroundServer
 from bot.wechat.api import DROP, ApiError, WeChatApi
-
-
-@pytest.fixture
-def sim_settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "var")
-
-
-@pytest.fixture
-def api_app(sim_settings, tmp_path):
-    app = create_api(sim_settings, log_path=tmp_path / "deliveries.jsonl")
-    app.testing = True
-    return app
-
-
-@pytest.fixture
-def http(api_app):
-    return api_app.test_client()
-
 
 # --- Host: loopback names only, unless allowed ---------------------------------------------------
 

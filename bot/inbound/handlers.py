@@ -132,9 +132,12 @@ def question(message: Inbound, services: Services) -> Reply:
             "please type your question."
         )
     text = services.library.clip(text)  # what is read of a question, stored and matched
-    command = subscribers.chat_command(services.redis, message.openid, text, services.config)
-    if command is not None:
-        if subscribers.parse_command(text)[0] == "forget":
+    parsed = subscribers.parse_command(text)
+    if parsed is not None:
+        command = subscribers.answer_command(
+            services.redis, message.openid, parsed, services.config
+        )
+        if parsed[0] == "forget":
             # their cached answers are found by scanning the keyspace: not within the deadline
             worker.queue(services.redis).enqueue(
                 "bot.subscribers.forget_cached_job", message.openid,
