@@ -148,6 +148,7 @@ def menu() -> None:
 @menu.command("push")
 def menu_push() -> None:
     """Check config/menu.yaml against the platform's limits and create the menu through the API."""
+    from bot.wechat import privileges
     from bot.wechat.api import ApiError
 
     services = open_services()
@@ -155,6 +156,12 @@ def menu_push() -> None:
     if not buttons:
         menu_file = services.settings.config_dir / "menu.yaml"
         raise click.ClickException(f"{menu_file} defines no buttons")
+    account = services.config.account
+    if not privileges.allowed("menu", account.type, account.verified):
+        raise click.ClickException(
+            f"this {privileges.describe(account.type, account.verified)} may not set its menu "
+            "through the API (48001): set it in the official-account console (自定义菜单), "
+            "or set verified: true in config/account.yaml once WeChat verified the account")
     try:
         services.api.create_menu(services.config.menu.to_api())
     except ApiError as exc:

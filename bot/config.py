@@ -51,6 +51,10 @@ class Account(_Frozen):
     type: Literal["subscription", "service"] = Field(
         "subscription", description="subscription or service (decides mass-send quotas)"
     )
+    verified: bool = Field(
+        False,
+        description="true once WeChat verified the account (微信认证); personal accounts cannot be",
+    )
     timezone: str = Field("Asia/Shanghai", description="an IANA time zone such as Asia/Shanghai")
     welcome: str = Field(
         "欢迎关注！直接发问题给我，我会从文章里找出相关的段落。发送「帮助」查看用法。\n"
@@ -248,7 +252,9 @@ class Digest(_Frozen):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="a short lowercase id")
     schedule: str = Field(description="cron syntax in the account's time zone, e.g. '0 9 * * *'")
-    channel: Literal["custom", "mass"] = Field("custom", description="custom or mass")
+    channel: Literal["visit", "tag", "custom", "mass"] = Field(
+        "visit", description="visit, tag, custom or mass (README: Which account do I have?)"
+    )
     items: int = Field(3, ge=1, le=8, description="articles in one digest")
 
     @field_validator("schedule")
@@ -331,7 +337,32 @@ CONFIG_FILES = tuple(name for name, _ in _FILES.values())
 def load_config(folder: Path) -> Config:
     """Load every file under ``folder``; raise :class:`ConfigError` on the first mistake."""
     parts = {attr: load_file(folder / name, model) for attr, (name, model) in _FILES.items()}
-    return Config(folder=folder, **parts)  # type: ignore[arg-type]
+    config = Config(folder=folder, **parts)  # type: ignore[arg-type]
+    _check_channels(config)
+    return config
+
+
+def _check_channels(config: Config) -> None:
+    """Refuse a digest whose channel this kind of account may not use (48001 on every send)."""
+    from bot.wechat import privileges
+
+    account = config.account
+    usable = privileges.channels_for(account.type, account.verified)
+    for i, digest in enumerate(config.push.digests):
+        if digest.channel in usable:
+            continue
+        path = config.folder / "push.yaml"
+        root = read_yaml(path)[1] if path.exists() else None
+        kind = privileges.describe(account.type, account.verified)
+        raise ConfigError(
+            path,
+            f"channel {digest.channel!r} is not open to this account, a {kind} "
+            f"(config/account.yaml type: {account.type}, verified: "
+            f"{str(account.verified).lower()}): WeChat answers 48001 api unauthorized; use one "
+            f"of: {', '.join(usable)}",
+            line=line_of(root, ("digests", i, "channel")),
+            key=f"digests[{i}].channel",
+        )
 
 
 def load_file(path: Path, model: type[_Frozen]) -> Any:

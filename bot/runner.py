@@ -139,7 +139,7 @@ def _push_menu(sim_port: int, env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bot", "menu", "push"], env=env, capture_output=True, text=True
     )
-    print((done.stdout or done.stderr).strip(), flush=True)
+    print("menu: " + (done.stdout or done.stderr).strip().removeprefix("Error: "), flush=True)
 
 
 def _stop_children(children: list[Child]) -> None:

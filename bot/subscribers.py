@@ -347,6 +347,7 @@ def answer_command(
         r.hset(key, "digests", "off")
         r.delete(Keys.push_pending(openid))
         r.zrem(Keys.push_due(), openid)
+        r.sadd(Keys.push_tag_changes(), openid)  # out of the digest tags (bot.push.tags.sync)
         return _say("stop" if was_on else "stop-again", lang)
     if name == "start":
         r.hset(key, "digests", "on")

@@ -68,16 +68,45 @@ def test_bad_environment_is_named(runner: CliRunner) -> None:
 
 
 @pytest.mark.redis_server
+def verified_config(tmp_path) -> str:
+    """The shipped config/, as a verified account's."""
+    import shutil
+
+    from bot.settings import ROOT
+
+    folder = tmp_path / "config"
+    shutil.copytree(ROOT / "config", folder)
+    account = folder / "account.yaml"
+    account.write_text(account.read_text("utf-8").replace("verified: false", "verified: true"),
+                       "utf-8")
+    return str(folder)
+
+
+@pytest.mark.redis_server
 def test_menu_push_creates_the_configured_menu(runner: CliRunner, settings, tmp_path) -> None:
     api = create_api(settings, log_path=tmp_path / "log.jsonl")
     with BackgroundServer(api) as server:
-        env = {"WECHAT_API_BASE": server.url, "BOT_DATA_DIR": str(tmp_path / "var")}
+        env = {"WECHAT_API_BASE": server.url, "BOT_DATA_DIR": str(tmp_path / "var"),
+               "BOT_CONFIG_DIR": verified_config(tmp_path)}
         result = runner.invoke(cli, ["menu", "push"], env=env)
         state.stop_embedded(tmp_path / "var")
         assert result.exit_code == 0, result.output
         menu = api.extensions["sim.platform"].get_menu()["menu"]["button"]
     assert [button["name"] for button in menu] == ["价值观", "最新文章", "更多"]
     assert menu[2]["sub_button"][0]["key"] == "HELP"
+
+
+def test_menu_push_refuses_an_unverified_subscription_account_without_calling(
+    runner: CliRunner, tmp_path
+) -> None:
+    (tmp_path / "account.yaml").write_text("type: subscription\nverified: false\n", "utf-8")
+    (tmp_path / "menu.yaml").write_text("buttons:\n  - name: b\n    key: K\n    action: help\n",
+                                        "utf-8")
+    result = runner.invoke(cli, ["menu", "push"], env={
+        "BOT_CONFIG_DIR": str(tmp_path), "WECHAT_API_BASE": "http://127.0.0.1:9"})
+    assert result.exit_code == 1
+    assert "unverified subscription account may not set its menu" in result.output
+    assert "自定义菜单" in result.output
 
 
 def test_menu_push_refuses_a_menu_over_the_limits(runner: CliRunner, tmp_path) -> None:

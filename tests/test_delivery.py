@@ -1,7 +1,12 @@
-"""Retries and the deadline: each delivery processed once, answered in time or sent later."""
+"""Retries and the deadline: each delivery processed once, answered in time or sent later.
+
+Late answers on an account without the customer-service API (kept for a retry or the next
+message) are driven through the webhook on a real Redis in ``test_late_reply.py``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -11,6 +16,7 @@ import pytest
 
 from bot import clock
 from bot.clock import VirtualClock
+from bot.config import Config
 from bot.inbound import delivery
 from bot.inbound.handlers import registry
 from bot.services import Services
@@ -20,6 +26,15 @@ from bot.wechat.message import Inbound, Text
 from tests.conftest import WeChat
 
 OPENID = "oSlow000000000000000000000"
+
+
+def verified(config: Config, deadline: float) -> Config:
+    """``config`` for a verified account (it has the customer-service API), with ``deadline``."""
+    return dataclasses.replace(
+        config,
+        account=config.account.model_copy(update={"verified": True}),
+        webhook=config.webhook.model_copy(update={"deadline_seconds": deadline}),
+    )
 
 
 @pytest.fixture
@@ -60,8 +75,7 @@ def test_retry_during_processing_waits_for_the_first_answer(wechat: WeChat, slow
 def test_too_slow_answer_becomes_success_and_goes_late(
     make_app, config, slow_handler, fake_redis
 ) -> None:
-    fast = config.webhook.model_copy(update={"deadline_seconds": 0.3})
-    app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
+    app = make_app(config_override=verified(config, 0.3))
     late: list[Inbound] = []
     app.extensions["bot.enqueue_late"] = late.append
     wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
@@ -144,17 +158,38 @@ def test_only_the_claim_records_activity(wechat: WeChat, fake_redis) -> None:
 
 
 def test_claim_answers_once_and_makes_its_commands_once(fake_redis) -> None:
-    seen, lock = Keys.seen(OPENID, "m1"), Keys.lock(OPENID, "m1")
+    seen = Keys.seen(OPENID, "m1")
     commands = [("HINCRBY", "counter", "claims", "1")]
-    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (None, True)
-    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (None, False)  # held
+    assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim(mine=True)
+    assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim()  # held
     fake_redis.set(seen, delivery.encode(Text("done")))
-    assert delivery.claim(fake_redis, seen, lock, 60, commands) == (delivery.encode(Text("done")),
-                                                                    False)
+    assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim(
+        answer=delivery.encode(Text("done"))
+    )
     assert fake_redis.hget("counter", "claims") == "1"
     fake_redis.script_flush()  # a restarted server forgot the script: it is sent again
-    assert delivery.claim(fake_redis, Keys.seen(OPENID, "m2"), Keys.lock(OPENID, "m2"), 60,
-                          commands) == (None, True)
+    assert delivery.claim(fake_redis, OPENID, "m2", 60, commands) == delivery.Claim(mine=True)
+
+
+def test_claim_gives_a_kept_answer_to_one_retry_and_says_when_answers_are_kept(
+    fake_redis,
+) -> None:
+    kept, answer = Keys.kept(OPENID), delivery.encode(Text("kept"))
+    fake_redis.hset(kept, "m1", "{}")
+    fake_redis.set(Keys.seen(OPENID, "m1"), delivery.HELD + answer, ex=300)
+    first = delivery.claim(fake_redis, OPENID, "m1", 60, [])
+    assert first == delivery.Claim(answer=answer, redeemed=True)
+    assert not fake_redis.exists(kept)  # the next message will not give it again
+    assert delivery.claim(fake_redis, OPENID, "m1", 60, []) == delivery.Claim(answer=answer)
+    assert 0 < fake_redis.ttl(Keys.seen(OPENID, "m1")) <= 300
+
+    # taken by another message first: the retry says nothing
+    fake_redis.set(Keys.seen(OPENID, "m2"), delivery.HELD + answer, ex=300)
+    assert delivery.claim(fake_redis, OPENID, "m2", 60, []) == delivery.Claim(
+        answer=delivery.LATE_MARK
+    )
+    fake_redis.hset(kept, "m9", "{}")
+    assert delivery.claim(fake_redis, OPENID, "m3", 60, []) == delivery.Claim(mine=True, kept=True)
 
 
 def test_a_late_answer_keeps_the_writes_its_handler_deferred(
@@ -167,8 +202,7 @@ def test_a_late_answer_keeps_the_writes_its_handler_deferred(
         return Text("late")
 
     monkeypatch.setattr(registry, "dispatch", slow)
-    fast = config.webhook.model_copy(update={"deadline_seconds": 0.2})
-    app = make_app(config_override=config.__class__(**{**config.__dict__, "webhook": fast}))
+    app = make_app(config_override=verified(config, 0.2))
     app.extensions["bot.enqueue_late"] = lambda message: None
     wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message("text", OPENID, Content="slow", msg_id=4242)

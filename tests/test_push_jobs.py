@@ -32,6 +32,7 @@ def world(tmp_path: Path, monkeypatch):
     config_dir, content_dir = tmp_path / "config", tmp_path / "content"
     config_dir.mkdir()
     content_dir.mkdir()
+    (config_dir / "account.yaml").write_text("verified: true\n")
     (config_dir / "push.yaml").write_text(
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n"
     )

@@ -1,21 +1,18 @@
-"""Mass digests within the account type's quota, and their receipts matched to the runs."""
+"""Mass digests by openid list (verified service accounts), and receipts matched to the runs."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 from click.testing import CliRunner
 
 from bot.app import create_app
-from bot.config import load_config
+from bot.config import ConfigError, load_config
 from bot.push import commands, receipts, report, runs
-from bot.push.throttle import logged_sends
 from bot.services import Services, build
 from bot.simulator.api import PLATFORM_SENDER
 from bot.simulator.wire import build_message
 from bot.state import Keys
-from bot.wechat.api import ApiError, ApiUnreachable, WeChatApi
+from bot.wechat.api import ApiError, WeChatApi
 from tests import test_push_runs as base
 from tests.conftest import WeChat
 
@@ -51,12 +48,14 @@ class CountingApi:
 
 
 def mass_world(
-    world, monkeypatch, account_type: str, chunk: int = 3, followers: int = 8,
+    world, monkeypatch, account_type: str = "service", chunk: int = 3, followers: int = 8,
     failures: list[Exception | str] | None = None,
 ) -> CountingApi:
-    """Make the world an ``account_type`` account with a mass digest of ``chunk``-sized calls."""
+    """Make the world a verified ``account_type`` account with a mass digest of ``chunk``-sized
+    calls (mass by openid list: verified service accounts only)."""
     folder = world.folder / "config"
-    (folder / "account.yaml").write_text(f"type: {account_type}\ntimezone: Asia/Shanghai\n")
+    (folder / "account.yaml").write_text(
+        f"type: {account_type}\nverified: true\ntimezone: Asia/Shanghai\n")
     (folder / "push.yaml").write_text(
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: mass\n    items: 2\n"
     )
@@ -78,45 +77,22 @@ def planned(world) -> tuple[str, list[list[str]]]:
     return run, chunks
 
 
-def test_a_subscription_account_makes_one_mass_call_a_day(world, monkeypatch, caplog):
-    api = mass_world(world, monkeypatch, "subscription")
-    world.clock.advance(3600 + 1800)  # 09:30
-    run, counts = world.run()
-    assert counts == {"sent": 3, "skipped-quota": 5}
-    assert len(api.calls) == 1
-    assert len(world.delivered()) == 3 and {e["api"] for e in world.delivered()} == {"mass"}
-    ledger = world.r.hgetall(Keys.push_ledger(run))
-    skipped = sorted(o for o, value in ledger.items() if value.startswith("skipped-quota|"))
-    assert len(skipped) == 5 and all(ledger[o].endswith("|day-taken") for o in skipped)
-    assert world.r.hget(Keys.push_report(TODAY), "daily|skipped-quota") == "5"
-    for openid in skipped:  # slots given back, articles not marked as seen
-        assert len(logged_sends(world.r, openid)) == 0
-        assert len(logged_sends(world.r, openid, "mass")) == 0
-        assert world.r.zscore(Keys.push_account(), f"{run}|{openid}") is None
-        assert world.r.hget(Keys.push_cursors(), openid) is None
-    with caplog.at_level(logging.WARNING, logger="bot.push.runs"):
-        assert runs.warn_left_out(world.setup, run) == 5
-        assert runs.warn_left_out(world.setup, run) == 5
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "5 eligible subscribers" in warnings[0]
-
-    world.clock.advance(86400 - 29 * 60)  # tomorrow 09:01: within 24 h of today's sends
-    monkeypatch.setattr(runs, "MASS_CHUNK_SIZE", 10)
-    _, counts = world.run()
-    assert counts == {"sent": 5, "skipped-irrelevant": 3}  # the three already have the articles
-    assert len(api.calls) == 2
-    assert sorted(e["openid"] for e in world.delivered()[3:]) == skipped
-
-
-def test_push_run_chunks_a_mass_digest_like_the_planner(world, monkeypatch, caplog):
-    mass_world(world, monkeypatch, "subscription")
-    monkeypatch.setattr(commands, "open_services", lambda: world.setup)
-    world.clock.advance(3600 + 60)
-    with caplog.at_level(logging.WARNING, logger="bot.push.runs"):
-        shown = CliRunner().invoke(commands.push, ["run", "daily"])
-    assert shown.exit_code == 0, shown.output
-    assert shown.output.splitlines()[-1] == "skipped-quota 5, sent 3"
-    assert "5 eligible subscribers got no digest" in caplog.text
+@pytest.mark.parametrize(("account_type", "verified"),
+                         [("subscription", True), ("subscription", False), ("service", False)])
+def test_only_a_verified_service_account_may_have_a_mass_digest(
+    tmp_path, account_type, verified
+):
+    (tmp_path / "account.yaml").write_text(
+        f"type: {account_type}\nverified: {str(verified).lower()}\n")
+    (tmp_path / "push.yaml").write_text(
+        "digests:\n  - name: a\n    schedule: '0 9 * * *'\n    channel: visit\n"
+        "  - name: b\n    schedule: '0 9 * * *'\n    channel: mass\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    error = caught.value
+    assert (error.path.name, error.line, error.key) == ("push.yaml", 7, "digests[1].channel")
+    usable = "visit, tag, custom" if verified else "visit"
+    assert str(error).endswith(f"use one of: {usable}") and "48001" in str(error)
 
 
 def test_a_service_account_sends_every_chunk(world, monkeypatch):
@@ -126,15 +102,16 @@ def test_a_service_account_sends_every_chunk(world, monkeypatch):
     assert counts == {"sent": 8}
     assert [len(call) for call in api.calls] == [3, 3, 2]
     assert not world.r.exists(Keys.push_mass_day(TODAY))
+    assert world.platform.refusals == {}
 
 
-def test_a_day_claimed_by_another_run_costs_no_call(world, monkeypatch):
-    api = mass_world(world, monkeypatch, "subscription")
-    assert runs.claim_mass_day(world.r, TODAY, "evening@1893891600:os0")
+def test_push_run_chunks_a_mass_digest_like_the_planner(world, monkeypatch):
+    mass_world(world, monkeypatch)
+    monkeypatch.setattr(commands, "open_services", lambda: world.setup)
     world.clock.advance(3600 + 60)
-    _, counts = world.run()
-    assert counts == {"skipped-quota": 8}
-    assert api.calls == [] and world.delivered() == []
+    shown = CliRunner().invoke(commands.push, ["run", "daily"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[-1] == "sent 8"
 
 
 @pytest.mark.parametrize(
@@ -142,42 +119,17 @@ def test_a_day_claimed_by_another_run_costs_no_call(world, monkeypatch):
     [(ApiError(-1, "system error"), {"sent": 3}), (DELIVERED_THEN_BUSY, {"unknown": 3})],
     ids=["refused", "delivered-then-busy"],
 )
-def test_a_retried_winner_chunk_sends_once(world, monkeypatch, failure, retried):
-    api = mass_world(world, monkeypatch, "subscription", failures=[failure])
+def test_a_retried_chunk_sends_once(world, monkeypatch, failure, retried):
+    api = mass_world(world, monkeypatch, failures=[failure])
     world.clock.advance(3600 + 60)
     run, [first, *others] = planned(world)
     with pytest.raises(runs.RetryLater):
         runs.process_chunk(world.setup, run, first, final_attempt=False)
-    assert not world.r.exists(Keys.push_mass_day(TODAY))  # -1: the claim is given back
     world.clock.advance(90)  # the chunk job's first retry
     assert runs.process_chunk(world.setup, run, first, final_attempt=False) == retried
-    assert world.r.get(Keys.push_mass_day(TODAY)) == f"{run}:{first[0]}"
-    for chunk in others:
-        assert runs.process_chunk(world.setup, run, chunk) == {"skipped-quota": len(chunk)}
     assert runs.process_chunk(world.setup, run, first) == {"already-decided": 3}
     assert len(api.calls) == 2
     assert sorted(e["openid"] for e in world.delivered()) == sorted(first)
-
-
-@pytest.mark.parametrize(
-    ("failure", "outcome", "kept"),
-    [
-        (ApiError(45028, "has no masssend quota"), "failed-api", True),
-        (ApiUnreachable("read timed out", maybe_delivered=True), "unknown", True),
-        (ApiUnreachable("connection refused", maybe_delivered=False), "failed-api", False),
-        (ApiError(45011, "api minute-quota reach limit"), "failed-api", False),
-    ],
-    ids=["45028", "timeout", "refused", "45011"],
-)
-def test_the_claim_is_given_back_only_when_nothing_was_sent(
-    world, monkeypatch, failure, outcome, kept
-):
-    api = mass_world(world, monkeypatch, "subscription", followers=3, failures=[failure])
-    world.clock.advance(3600 + 60)
-    run, [chunk] = planned(world)
-    assert runs.process_chunk(world.setup, run, chunk) == {outcome: 3}
-    assert world.r.exists(Keys.push_mass_day(TODAY)) == kept
-    assert len(api.calls) == 1
 
 
 def test_a_claim_is_re_used_by_its_holder_and_released_only_by_it(fake_redis):
@@ -194,7 +146,7 @@ def test_a_claim_is_re_used_by_its_holder_and_released_only_by_it(fake_redis):
 def test_the_receipt_posted_back_lands_in_its_run_and_the_report(
     world, monkeypatch, settings, library
 ):
-    mass_world(world, monkeypatch, "subscription")
+    mass_world(world, monkeypatch, followers=3)
     posted: list[dict] = []
     world.platform.notify = posted.append
     world.clock.advance(3600 + 60)
@@ -215,7 +167,7 @@ def test_the_receipt_posted_back_lands_in_its_run_and_the_report(
     shown = CliRunner().invoke(commands.push, ["report", "--days", "2"])
     assert shown.exit_code == 0, shown.output
     assert f"{run} mass msg {msg_id}: send success, 3 sent of 3, 0 errors" in shown.output
-    assert "skipped-quota" in shown.output.splitlines()[0]
+    assert "sent" in shown.output.splitlines()[0]
 
 
 def test_receipts_match_in_either_order_and_two_in_one_second_both_count(wechat, fake_redis):

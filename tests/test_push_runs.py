@@ -46,7 +46,7 @@ def world(tmp_path: Path):
     config_dir, content_dir = tmp_path / "config", tmp_path / "content"
     config_dir.mkdir()
     content_dir.mkdir()
-    (config_dir / "account.yaml").write_text("timezone: Asia/Shanghai\n")
+    (config_dir / "account.yaml").write_text("verified: true\ntimezone: Asia/Shanghai\n")
     (config_dir / "push.yaml").write_text(
         "limits:\n  per_day: 1\n  per_week: 3\n"
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n    items: 2\n"
@@ -266,7 +266,7 @@ def test_quiet_intervals_cross_midnight():
 
 def test_a_mass_digest_reaches_the_relevant_in_one_call(world):
     folder = world.folder / "config"
-    (folder / "account.yaml").write_text("type: service\ntimezone: Asia/Shanghai\n")
+    (folder / "account.yaml").write_text("type: service\nverified: true\ntimezone: Asia/Shanghai\n")
     (folder / "push.yaml").write_text(
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: mass\n    items: 2\n"
     )

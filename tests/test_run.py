@@ -113,7 +113,8 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 0, output
     assert "stopped web" in output and "stopped worker" in output
     assert "embedded Redis stopped" in output
-    assert "menu created" in output
+    # the shipped account is an unverified subscription account: no menu API (48001)
+    assert "menu: this unverified subscription account may not set its menu" in output
     assert not server_pid(tmp_path) or not process_alive(server_pid(tmp_path))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -132,11 +133,21 @@ date: 2026-01-05
 
 
 def test_a_digest_reaches_the_chat_when_one_is_pushed(tmp_path: Path) -> None:
-    """On one virtual clock: follow and ask, the operator adds an article, the digest arrives."""
+    """On one virtual clock: follow and ask, the operator adds an article, the digest arrives
+    (a verified account's customer-service digest; the visit channel's travel through the same
+    processes is the scenario's, tests/test_scenario.py)."""
     port, sim_port = free_port(), free_port()
-    content = tmp_path / "content"
+    content, config = tmp_path / "content", tmp_path / "config"
     shutil.copytree(ROOT / "content", content)
-    env = {**os.environ, "BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONTENT_DIR": str(content)}
+    shutil.copytree(ROOT / "config", config)  # as a verified account's, with personal digests
+    (config / "account.yaml").write_text(
+        (config / "account.yaml").read_text("utf-8").replace("verified: false", "verified: true"),
+        "utf-8")
+    (config / "push.yaml").write_text(
+        (config / "push.yaml").read_text("utf-8").replace("channel: visit", "channel: custom"),
+        "utf-8")
+    env = {**os.environ, "BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONTENT_DIR": str(content),
+           "BOT_CONFIG_DIR": str(config)}
     env.pop("REDIS_URL", None)
     process = start_bot(port, sim_port, env, "--now", "2026-01-05T10:00:00+08:00")
     try:
@@ -173,7 +184,8 @@ def test_a_digest_reaches_the_chat_when_one_is_pushed(tmp_path: Path) -> None:
         )
         assert "sent 1" in done.stdout + done.stderr, done.stdout + done.stderr[-2000:]
         log = tmp_path / "var" / "sim" / "deliveries.jsonl"
-        pushed = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+        logged = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+        pushed = [entry for entry in logged if entry["api"] != "reply"]  # not the chat's replies
         assert [(p["api"], "用完即走：微信的价值观新解" in p["content"]) for p in pushed] == [
             ("custom", True)
         ]

@@ -1,4 +1,5 @@
-"""The fake platform's rules: tokens, customer-service windows, mass and template quotas, menus."""
+"""The fake platform's rules: privileges, tokens (plain and stable), customer-service windows, mass
+and template quotas, user tags, menus, passive replies in the delivery log."""
 
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot import clock
+from bot.simulator import platform as platform_module
 from bot.simulator.deliveries import DeliveryLog
 from bot.simulator.platform import (
     MASS_PER_MINUTE,
+    STABLE_FORCE_GAP,
+    STABLE_FORCE_PER_DAY,
+    STABLE_RENEW,
+    TAG_BATCH,
+    TAG_FIRST_ID,
+    TAG_LIMIT,
+    TAGS_PER_USER,
     TOKEN_DAILY_QUOTA,
     TOKEN_GRACE,
     ApiError,
     Platform,
 )
+from bot.wechat import privileges
 
 APPID, SECRET = "wx0123456789abcdef", "s" * 32
 START = datetime(2026, 3, 2, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
@@ -150,7 +160,7 @@ def test_accepted_messages_go_to_the_delivery_log(platform, tmp_path):
     platform.send_custom({"touser": "oA", "msgtype": "news", "news": {"articles": [
         {"title": "周报", "description": "本周三篇", "url": "https://example.com/a"}]}})
     entry = platform.log.since(0)[0]
-    assert entry["time"] == "2026-03-02T09:00:00+08:00"
+    assert entry["time"] == "2026-03-02T09:00:00.000+08:00"
     assert (entry["openid"], entry["user"], entry["api"], entry["msgtype"]) == \
         ("oA", "alice", "custom", "news")
     assert entry["content"] == "周报\n本周三篇"
@@ -183,15 +193,27 @@ def test_a_subscription_account_mass_sends_once_a_day(platform, now, events):
 
 def test_a_service_account_reaches_each_follower_four_times_a_month(platform, now):
     platform.account_type = "service"
-    follow(platform, "oA", "oB")
+    follow(platform, "oA", "oB", "oC")
     for _ in range(4):
-        platform.send_mass(text(["oA"]), "list")
+        platform.send_mass(text(["oA", "oC"]), "list")
     answer = platform.send_mass(text(["oA", "oB"]), "list")
     assert [e["openid"] for e in platform.log.since(0) if e["msg_id"] == answer["msg_id"]] == \
         ["oB"]
-    assert code_of(platform.send_mass, text(["oA"]), "list") == 45028
+    assert code_of(platform.send_mass, text(["oA", "oC"]), "list") == 45028
     now.advance(31 * 24 * 3600)
-    platform.send_mass(text(["oA"]), "list")
+    platform.send_mass(text(["oA", "oC"]), "list")
+
+
+@pytest.mark.parametrize(("size", "code"), [(0, 40130), (1, 40130), (2, 0), (10_000, 0),
+                                            (10_001, 40130)])
+def test_a_list_mass_send_takes_2_to_10000_openids(platform, size, code):
+    platform.account_type = "service"
+    follow(platform, "oA", "oB")
+    openids = (["oA", "oB"] + [f"oX{i}" for i in range(size)])[:size]
+    if code:
+        assert code_of(platform.send_mass, text(openids), "list") == code
+    else:
+        assert platform.send_mass(text(openids), "list")["errcode"] == 0
 
 
 def test_clientmsgid_makes_mass_send_idempotent(platform, now):
@@ -265,3 +287,351 @@ def test_menu_limits(platform, buttons, code):
 def test_unknown_activity_is_refused(platform):
     with pytest.raises(ValueError, match="unknown activity"):
         platform.record("oA", "dance")
+
+
+# --- privileges ----------------------------------------------------------------------------------
+
+CALLS: dict[str, tuple[privileges.Capability, Any]] = {
+    "custom/send": ("custom", lambda p: p.send_custom(text("oA"))),
+    "mass/sendall": ("mass_all", lambda p: p.send_mass(
+        {**text([]), "filter": {"is_to_all": True}}, "all")),
+    "mass/send": ("mass_list", lambda p: p.send_mass(text(["oA", "oB"]), "list")),
+    "mass/preview": ("mass_all", lambda p: p.preview_mass(text("oA"))),
+    "template/send": ("template", lambda p: p.send_template(
+        {"touser": "oA", "template_id": "T1", "data": {}})),
+    "tags/create": ("tags", lambda p: p.create_tag({"tag": {"name": "周报"}})),
+    "tags/get": ("tags", lambda p: p.get_tags()),
+    "tags/delete": ("tags", lambda p: p.delete_tag({"tag": {"id": 100}})),
+    "tags/members/batchtagging": ("tags", lambda p: p.tag_members(
+        {"openid_list": ["oA"], "tagid": 100})),
+    "tags/members/batchuntagging": ("tags", lambda p: p.tag_members(
+        {"openid_list": ["oA"], "tagid": 100}, add=False)),
+    "user/tag/get": ("tags", lambda p: p.tag_page({"tagid": 100})),
+    "tags/getidlist": ("tags", lambda p: p.tags_of({"openid": "oA"})),
+    "menu/create": ("menu", lambda p: p.create_menu(
+        {"button": [{"type": "click", "name": "x", "key": "K"}]})),
+    "menu/get": ("menu", lambda p: p.get_menu()),
+    "menu/delete": ("menu", lambda p: p.delete_menu()),
+}
+
+
+@pytest.mark.parametrize("kind", privileges.KINDS, ids=lambda k: privileges.describe(*k))
+@pytest.mark.parametrize("api", CALLS)
+def test_each_kind_of_account_calls_only_what_the_table_allows(platform, kind, api):
+    platform.account_type, platform.verified = kind
+    follow(platform, "oA", "oB")
+    platform.record("oA", "message")
+    capability, call = CALLS[api]
+    try:
+        call(platform)
+        code = 0
+    except ApiError as exc:
+        code = exc.code
+        if code == 48001:
+            assert exc.message.startswith("api unauthorized: not open to this ")
+    assert (code == 48001) == (not privileges.allowed(capability, *kind))
+
+
+@pytest.mark.parametrize("kind", privileges.KINDS, ids=lambda k: privileges.describe(*k))
+def test_token_endpoints_are_open_to_every_account(platform, kind):
+    platform.account_type, platform.verified = kind
+    platform.check_token(platform.issue_token("client_credential", APPID, SECRET)["access_token"])
+    platform.check_token(platform.stable_token("client_credential", APPID, SECRET)["access_token"])
+
+
+def test_a_personal_account_gets_no_push_api_at_all(platform):
+    platform.verified = False
+    follow(platform, "oA")
+    platform.record("oA", "message")
+    assert code_of(platform.send_custom, text("oA")) == 48001
+    assert code_of(platform.send_mass, {**text([]), "filter": {"is_to_all": True}}, "all") \
+        == 48001
+    assert platform.log.since(0) == []
+
+
+# --- the stable token ----------------------------------------------------------------------------
+
+
+def stable(platform: Platform, force: bool = False) -> dict[str, Any]:
+    return platform.stable_token("client_credential", APPID, SECRET, force_refresh=force)
+
+
+def test_the_stable_token_stays_the_same_while_it_is_valid(platform, now):
+    first = stable(platform)
+    assert first["expires_in"] == 7200
+    now.advance(1000)
+    again = stable(platform)
+    assert again == {"access_token": first["access_token"], "expires_in": 6200}
+    platform.check_token(first["access_token"])
+
+
+def test_in_its_last_five_minutes_a_new_stable_token_comes_and_the_old_one_lasts(platform, now):
+    old = stable(platform)["access_token"]
+    now.advance(7200 - STABLE_RENEW - 1)
+    assert stable(platform)["access_token"] == old  # 301 s left
+    now.advance(1)
+    new = stable(platform)
+    assert new["access_token"] != old and new["expires_in"] == 7200
+    platform.check_token(old)  # still valid until its own expiry...
+    now.advance(STABLE_RENEW)
+    assert code_of(platform.check_token, old) == 40001  # ...then gone
+    platform.check_token(new["access_token"])
+
+
+def test_every_stable_answer_lasts_at_least_five_minutes(platform, now):
+    for _ in range(40):
+        answer = stable(platform)
+        assert answer["expires_in"] >= STABLE_RENEW
+        platform.check_token(answer["access_token"])
+        now.advance(397)
+
+
+def test_force_refresh_retires_the_previous_stable_token_at_once(platform, now):
+    old = stable(platform)["access_token"]
+    new = stable(platform, force=True)
+    assert new["access_token"] != old and new["expires_in"] == 7200
+    assert code_of(platform.check_token, old) == 40001
+    platform.check_token(new["access_token"])
+    assert stable(platform)["access_token"] == new["access_token"]
+
+
+def test_a_force_refresh_within_30_seconds_does_not_refresh(platform, now):
+    first = stable(platform, force=True)["access_token"]
+    now.advance(STABLE_FORCE_GAP - 1)
+    assert stable(platform, force=True) == {"access_token": first,
+                                            "expires_in": 7200 - STABLE_FORCE_GAP + 1}
+    platform.check_token(first)
+    now.advance(1)
+    assert stable(platform, force=True)["access_token"] != first
+
+
+def test_force_refresh_is_limited_to_20_a_day(platform, now):
+    for _ in range(STABLE_FORCE_PER_DAY):
+        stable(platform, force=True)
+        now.advance(STABLE_FORCE_GAP)
+    assert code_of(stable, platform, True) == 45009
+    stable(platform)  # normal mode still answers
+    now.advance(24 * 3600)
+    stable(platform, force=True)
+
+
+def test_stable_and_plain_tokens_do_not_disturb_each_other(platform, now):
+    plain = platform.issue_token("client_credential", APPID, SECRET)["access_token"]
+    kept = stable(platform)["access_token"]
+    for _ in range(3):
+        platform.issue_token("client_credential", APPID, SECRET)
+    now.advance(TOKEN_GRACE + 1)
+    platform.check_token(kept)  # new plain tokens leave the stable one alone
+    assert code_of(platform.check_token, plain) == 40001
+    plain = platform.issue_token("client_credential", APPID, SECRET)["access_token"]
+    stable(platform, force=True)
+    platform.check_token(plain)  # and a forced stable token leaves the plain one alone
+    assert code_of(platform.check_token, kept) == 40001
+
+
+def test_an_expired_stable_token_is_42001_and_a_call_gives_a_new_one(platform, now):
+    old = stable(platform)["access_token"]
+    now.advance(7200)
+    assert code_of(platform.check_token, old) == 42001
+    assert stable(platform)["access_token"] != old
+
+
+@pytest.mark.parametrize(
+    ("grant", "appid", "secret", "code"),
+    [("password", APPID, SECRET, 40002), ("client_credential", "wxother", SECRET, 40013),
+     ("client_credential", APPID, "wrong", 40125), (None, None, None, 40002)],
+)
+def test_bad_stable_token_requests(platform, grant, appid, secret, code):
+    assert code_of(platform.stable_token, grant, appid, secret) == code
+
+
+# --- user tags -----------------------------------------------------------------------------------
+
+
+def create(platform: Platform, name: str) -> int:
+    return platform.create_tag({"tag": {"name": name}})["tag"]["id"]
+
+
+def tag(platform: Platform, tag_id: int, *openids: str, add: bool = True) -> None:
+    platform.tag_members({"openid_list": list(openids), "tagid": tag_id}, add=add)
+
+
+def test_tags_are_created_listed_and_deleted(platform):
+    follow(platform, "oA", "oB")
+    weekly = create(platform, "周报")
+    assert weekly == TAG_FIRST_ID
+    daily = create(platform, "daily")
+    tag(platform, weekly, "oA", "oB")
+    tag(platform, daily, "oA")
+    assert platform.get_tags() == {"tags": [{"id": weekly, "name": "周报", "count": 2},
+                                            {"id": daily, "name": "daily", "count": 1}]}
+    assert platform.tags_of({"openid": "oA"}) == {"tagid_list": [weekly, daily]}
+    platform.delete_tag({"tag": {"id": weekly}})
+    assert platform.tags_of({"openid": "oA"}) == {"tagid_list": [daily]}
+    assert create(platform, "周报") == daily + 1  # ids are not reused
+    assert code_of(platform.delete_tag, {"tag": {"id": weekly}}) == 45159
+    assert code_of(platform.delete_tag, {"tag": {"id": 2}}) == 45058
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("", 45157), ("   ", 45157), (None, 45157), ("周报", 45157), ("标" * 11, 45158),
+     ("x" * 31, 45158)],
+)
+def test_tag_names_must_be_new_and_short(platform, name, code):
+    create(platform, "周报")
+    assert code_of(platform.create_tag, {"tag": {"name": name}}) == code
+
+
+def test_tag_names_may_take_30_bytes(platform):
+    assert create(platform, "标" * 10) and create(platform, "x" * 30)
+
+
+def test_an_account_has_at_most_100_tags(platform):
+    for i in range(TAG_LIMIT):
+        create(platform, f"t{i}")
+    assert code_of(platform.create_tag, {"tag": {"name": "one more"}}) == 45056
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({"openid_list": [], "tagid": 100}, 40032),
+     ({"openid_list": ["oA"] * (TAG_BATCH + 1), "tagid": 100}, 40032),
+     ({"openid_list": "oA", "tagid": 100}, 40032),
+     ({"openid_list": ["oA"], "tagid": 101}, 45159),
+     ({"openid_list": ["oA"], "tagid": "100"}, 45159),
+     ({"openid_list": ["oA", "oNobody"], "tagid": 100}, 40003),
+     ({"openid_list": ["oA", "oGone"], "tagid": 100}, 40003)],
+)
+def test_tagging_refusals_change_nothing(platform, body, code):
+    follow(platform, "oA", "oGone")
+    platform.record("oGone", "unfollow")
+    create(platform, "周报")
+    assert code_of(platform.tag_members, body) == code
+    assert platform.subscribers["oA"].tags == []
+
+
+def test_tagging_takes_50_openids_a_call(platform):
+    openids = [f"o{i}" for i in range(TAG_BATCH)]
+    follow(platform, *openids)
+    tag(platform, create(platform, "周报"), *openids)
+    assert platform.get_tags()["tags"][0]["count"] == TAG_BATCH
+
+
+def test_a_user_carries_at_most_20_tags(platform):
+    follow(platform, "oA", "oB")
+    ids = [create(platform, f"t{i}") for i in range(TAGS_PER_USER + 1)]
+    for tag_id in ids[:-1]:
+        tag(platform, tag_id, "oA")
+    tag(platform, ids[0], "oA")  # tagging again with a tag it has is fine
+    assert code_of(platform.tag_members, {"openid_list": ["oB", "oA"], "tagid": ids[-1]}) \
+        == 45059
+    assert platform.subscribers["oB"].tags == []  # all or nothing
+    tag(platform, ids[0], "oA", add=False)
+    tag(platform, ids[-1], "oA", "oB")
+    assert len(platform.subscribers["oA"].tags) == TAGS_PER_USER
+
+
+def test_members_are_read_page_by_page(platform, monkeypatch):
+    monkeypatch.setattr(platform_module, "TAG_PAGE", 2)
+    openids = ["o1", "o2", "o3", "o4", "o5"]
+    follow(platform, *openids)
+    weekly = create(platform, "周报")
+    tag(platform, weekly, *openids)
+    seen, after = [], ""
+    while True:
+        page = platform.tag_page({"tagid": weekly, "next_openid": after})
+        assert page["count"] == len(page["data"]["openid"]) <= 2
+        if not page["count"]:
+            break
+        seen += page["data"]["openid"]
+        after = page["next_openid"]
+    assert seen == openids and after == "o5"
+    assert code_of(platform.tag_page, {"tagid": weekly, "next_openid": "oNobody"}) == 40003
+    assert code_of(platform.tag_page, {"tagid": 999}) == 45159
+
+
+def test_unfollowing_keeps_tags_but_leaves_counts_lists_and_sends(platform):
+    follow(platform, "oA", "oB")
+    weekly = create(platform, "周报")
+    tag(platform, weekly, "oA", "oB")
+    platform.record("oB", "unfollow")
+    assert platform.get_tags()["tags"][0]["count"] == 1
+    assert platform.tag_page({"tagid": weekly})["data"]["openid"] == ["oA"]
+    assert code_of(platform.tags_of, {"openid": "oB"}) == 40003
+    platform.record("oB", "follow")
+    assert platform.tags_of({"openid": "oB"}) == {"tagid_list": [weekly]}
+
+
+def test_tag_apis_have_daily_quotas(platform, now, monkeypatch):
+    monkeypatch.setitem(platform_module.TAG_DAILY_QUOTAS, "tags/members", 3)
+    follow(platform, "oA")
+    weekly = create(platform, "周报")
+    for add in (True, False, True):
+        tag(platform, weekly, "oA", add=add)
+    assert code_of(platform.tag_members, {"openid_list": ["oA"], "tagid": weekly}) == 45009
+    platform.get_tags()  # other tag APIs have their own quota
+    now.advance(15 * 3600)  # past midnight in Shanghai
+    tag(platform, weekly, "oA", add=False)
+
+
+# --- mass send by tag ----------------------------------------------------------------------------
+
+
+def by_tag(tag_id: Any, clientmsgid: str = "") -> dict[str, Any]:
+    body = {**text([]), "filter": {"is_to_all": False, "tag_id": tag_id}}
+    return {**body, "clientmsgid": clientmsgid} if clientmsgid else body
+
+
+def test_sendall_by_tag_reaches_the_tags_following_unblocked_members_now(platform, events):
+    follow(platform, "oA", "oB", "oC", "oD", "oE")
+    weekly = create(platform, "周报")
+    tag(platform, weekly, "oA", "oB", "oC", "oD")
+    platform.record("oC", "block")
+    platform.record("oD", "unfollow")
+    tag(platform, weekly, "oB", add=False)  # changed before the call: counts
+    answer = platform.send_mass(by_tag(weekly, "w1"), "all")
+    assert [(e["openid"], e["api"], e["msg_id"]) for e in platform.log.since(0)] == \
+        [("oA", "mass", answer["msg_id"])]
+    assert events == [{"Event": "MASSSENDJOBFINISH", "MsgID": answer["msg_id"],
+                       "Status": "send success", "TotalCount": 2, "FilterCount": 1,
+                       "SentCount": 1, "ErrorCount": 0}]
+
+
+def test_sendall_by_tag_on_a_service_account_skips_those_without_quota(platform):
+    platform.account_type = "service"
+    follow(platform, "oA", "oB")
+    weekly = create(platform, "周报")
+    tag(platform, weekly, "oA", "oB")
+    for _ in range(4):
+        platform.send_mass(text(["oA", "oC"]), "list")
+    answer = platform.send_mass(by_tag(weekly), "all")
+    assert [e["openid"] for e in platform.log.since(0) if e["msg_id"] == answer["msg_id"]] \
+        == ["oB"]
+
+
+def test_sendall_by_tag_keeps_the_quotas(platform, now):
+    follow(platform, "oA")
+    weekly = create(platform, "周报")
+    tag(platform, weekly, "oA")
+    platform.send_mass(by_tag(weekly, "d1"), "all")
+    assert code_of(platform.send_mass, by_tag(weekly, "d1"), "all") == 45065
+    assert code_of(platform.send_mass, by_tag(weekly, "d2"), "all") == 45028
+
+
+@pytest.mark.parametrize(("tag_id", "code"), [(999, -1), ("100", 47001), (None, 47001)])
+def test_sendall_to_an_unknown_tag(platform, tag_id, code):
+    create(platform, "周报")
+    assert code_of(platform.send_mass, by_tag(tag_id), "all") == code
+
+
+# --- passive replies and the log's time ----------------------------------------------------------
+
+
+def test_passive_replies_go_to_the_delivery_log_with_milliseconds(platform, now):
+    platform.record("oA", "follow", "alice")
+    now.advance(0.1239)
+    entry = platform.show_reply("oA", "", "news", "周报\n本周三篇\nhttps://example.com/a")
+    assert entry["time"] == "2026-03-02T09:00:00.123+08:00"
+    assert (entry["user"], entry["api"], entry["msgtype"]) == ("alice", "reply", "news")
+    assert platform.log.since(0) == [entry]

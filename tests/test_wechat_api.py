@@ -34,10 +34,10 @@ class Platform:
     def answer(self, path: str, query: dict[str, str], body: Any) -> dict[str, Any]:
         with self.lock:
             self.calls.append((path, query, body))
-            if path == "/cgi-bin/token":
-                token = f"token-{len(self.tokens) + 1}"
-                self.tokens.append(token)
-                return {"access_token": token, "expires_in": 7200}
+            if path == "/cgi-bin/stable_token":  # the same token until forced (or none yet)
+                if body.get("force_refresh") or not self.tokens:
+                    self.tokens.append(f"token-{len(self.tokens) + 1}")
+                return {"access_token": self.tokens[-1], "expires_in": 7200}
             if self.before_send:
                 self.before_send()
                 self.before_send = None
@@ -111,15 +111,17 @@ def test_send_text_fetches_one_token_and_posts_the_message(platform, store):
     api.send_text("o1", "你好")
     api.send_text("o2", "again")
     assert state.paths() == [
-        "/cgi-bin/token",
+        "/cgi-bin/stable_token",
         "/cgi-bin/message/custom/send",
         "/cgi-bin/message/custom/send",
     ]
     _, query, body = state.calls[1]
     assert query["access_token"] == "token-1"
     assert body == {"touser": "o1", "msgtype": "text", "text": {"content": "你好"}}
-    assert state.calls[0][1] == {
-        "grant_type": "client_credential", "appid": "wxappid", "secret": "secret"
+    assert state.calls[0][1] == {}  # the secret travels in the body, not in the URL
+    assert state.calls[0][2] == {
+        "grant_type": "client_credential", "appid": "wxappid", "secret": "secret",
+        "force_refresh": False,
     }
 
 
@@ -128,7 +130,7 @@ def test_processes_share_the_token_through_redis(platform, store):
     first, second = make_api(base, store), make_api(base, store)
     first.send_text("o1", "a")
     second.send_text("o1", "b")
-    assert state.paths().count("/cgi-bin/token") == 1
+    assert state.paths().count("/cgi-bin/stable_token") == 1
     assert store.ttl(Keys.api_token()) > 6000
 
 
@@ -141,7 +143,7 @@ def test_concurrent_clients_fetch_the_token_once(platform, store):
         thread.start()
     for thread in threads:
         thread.join()
-    assert state.paths().count("/cgi-bin/token") == 1
+    assert state.paths().count("/cgi-bin/stable_token") == 1
     assert not store.exists(Keys.api_token_lock())
 
 
@@ -152,12 +154,30 @@ def test_an_expired_token_is_refreshed_and_the_call_retried_once(platform, store
     state.errors = [42001]
     api.send_text("o1", "hi")
     assert state.paths() == [
-        "/cgi-bin/token",
+        "/cgi-bin/stable_token",
         "/cgi-bin/message/custom/send",
-        "/cgi-bin/token",
+        "/cgi-bin/stable_token",  # the same token comes back: it is forced
+        "/cgi-bin/stable_token",
         "/cgi-bin/message/custom/send",
     ]
+    assert [body["force_refresh"] for path, _, body in state.calls if "token" in path] == [
+        False, False, True]
     assert store.get(Keys.api_token()) == "token-2"
+
+
+def test_force_refresh_is_asked_at_most_once_per_gap_across_processes(platform, store):
+    state, base = platform
+    first, second = make_api(base, store), make_api(base, store)
+    first.token()
+    state.errors = [42001]
+    first.send_text("o1", "hi")  # forces token-2
+    state.errors = [40001, 40001]
+    store.set(Keys.api_token(), "token-2")
+    with pytest.raises(ApiError) as caught:  # token-2 refused again within 30 s: not forced
+        second.send_text("o1", "hi")
+    assert caught.value.code == 40001
+    assert state.tokens == ["token-1", "token-2"]
+    assert 0 < store.ttl(Keys.api_token_forced()) <= 30
 
 
 def test_a_second_token_error_is_raised_not_retried_again(platform, store):
@@ -251,3 +271,36 @@ def test_from_settings_uses_api_base(platform, store, tmp_path):
 def test_a_non_url_base_is_refused(store):
     with pytest.raises(ValueError, match="http"):
         make_api("127.0.0.1:8701", store)
+
+
+TWO_PROCESSES = """
+import sys
+from bot import state
+from bot.wechat.api import WeChatApi
+api = WeChatApi(sys.argv[1], sys.argv[2], sys.argv[3], state.connect(sys.argv[4]))
+print(api.token())
+"""
+
+
+@pytest.mark.redis_server
+def test_two_processes_share_one_stable_token_through_redis(api_app, sim_settings, real_redis,
+                                                            redis_server):
+    """Two processes (web and worker, say) against the simulator's platform: one stable_token
+    call, one token, and it works for both."""
+    import subprocess
+    import sys
+
+    from bot.settings import ROOT
+    from bot.simulator.server import BackgroundServer
+
+    platform = api_app.extensions["sim.platform"]
+    with BackgroundServer(api_app) as server:
+        args = [server.url, sim_settings.appid, sim_settings.appsecret, redis_server]
+        procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESSES, *args], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        tokens = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+        assert tokens[0] == tokens[1] != ""
+        assert platform.calls["/cgi-bin/stable_token"] == 1
+        assert platform.calls.get("/cgi-bin/token", 0) == 0
+        platform.check_token(tokens[0])  # valid on the platform
+        assert real_redis.get(Keys.api_token()) == tokens[0]

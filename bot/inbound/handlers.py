@@ -6,6 +6,8 @@ A handler takes an :class:`~bot.wechat.message.Inbound` and the bot's
 Handlers register with :data:`registry` by message kind or event name; anything unregistered
 falls through to :func:`no_reply`.
 
+A question's answer may carry the news of a ``visit`` digest (:func:`with_news`).
+
 Writes a handler does not read back (the "more" session, learned interests) go through
 :meth:`Services.later`: under the webhook they travel with the stored answer, in the same Redis
 round trip. The subscriber's activity is not a handler's business: :func:`activity` lists its
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot import subscribers, worker
-from bot.push import receipts
+from bot.push import receipts, visits
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
 from bot.state.writes import Command
 from bot.wechat.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
@@ -146,10 +148,17 @@ def question(message: Inbound, services: Services) -> Reply:
         return Text(command)
     for rule in services.config.replies.replies:
         if rule.matches(text):
-            return Text(rule.reply)
+            return with_news(message.openid, Text(rule.reply), services)
     if text.casefold() in MORE_WORDS:
         return more(message.openid, services)
-    return ask(message.openid, text, services)
+    return with_news(message.openid, ask(message.openid, text, services), services)
+
+
+def with_news(openid: str, reply: Text, services: Services) -> Text:
+    """``reply`` with what is new for the subscriber, when a visit digest has some and it fits
+    (:mod:`bot.push.visits`)."""
+    room = TEXT_LIMIT_BYTES - len(reply.content.encode("utf-8"))
+    return Text(reply.content + visits.offer(services, openid, room))
 
 
 def ask(openid: str, text: str, services: Services) -> Text:

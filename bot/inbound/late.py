@@ -1,10 +1,17 @@
-"""Answers that missed the webhook's deadline, sent through the customer-service API once.
+"""Answers that missed the webhook's deadline: sent through the customer-service API, once.
 
-The webhook calls the sender (:func:`sender`) when a handler is not done within its budget; the
-RQ job :func:`deliver_late` waits for that answer (or computes it, if the web process died) and
-sends it. At most once: the send is marked in ``Keys.late_sent`` before the API call; a crash
-between the mark and the call loses that one answer rather than risking a duplicate. What a
-failed call does next is the API client's one retry policy (:attr:`bot.wechat.api.ApiError.fate`).
+Two paths, chosen per account by :func:`bot.inbound.delivery.sends_later` (what
+``config/account.yaml``'s ``type`` and ``verified`` may call, :mod:`bot.wechat.privileges`):
+
+- Verified accounts (this module): the webhook calls the sender (:func:`sender`) when a handler
+  is not done within its budget; the RQ job :func:`deliver_late` waits for that answer (or
+  computes it, if the web process died) and sends it. At most once: the send is marked in
+  ``Keys.late_sent`` before the API call; a crash between the mark and the call loses that one
+  answer rather than risking a duplicate. What a failed call does next is the API client's one
+  retry policy (:attr:`bot.wechat.api.ApiError.fate`).
+- Unverified accounts (every personal one) may not call ``message/custom/send`` (48001): no job,
+  no API call. :mod:`bot.inbound.delivery` keeps the answer instead, for a re-delivery of the
+  same message, else for the reply to the subscriber's next message (``Keys.kept``), once.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from bot.inbound import delivery
 from bot.push import throttle
 from bot.state import Keys
 from bot.wechat.api import RETRY, UNKNOWN, ApiError
-from bot.wechat.message import Inbound, News, Text
+from bot.wechat.message import Inbound
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         return "nothing to send"
     if not r.set(sent_key, "sending", nx=True, ex=SENT_TTL):
         return "already sent"
-    text = reply.content if isinstance(reply, Text) else _news_text(reply)
+    text = delivery.as_text(reply)
     try:
         bot.api.send_text(message.openid, text)
     except ApiError as exc:
@@ -89,7 +96,3 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
     r.set(sent_key, "sent", ex=SENT_TTL)
     throttle.record_cs_send(r, message.openid)  # it used a slot of the 48 h quota
     return "sent"
-
-
-def _news_text(news: News) -> str:
-    return "\n".join(part for part in (news.title, news.description, news.url) if part)

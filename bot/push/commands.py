@@ -96,15 +96,30 @@ def run_command(digest: str, now: str | None) -> None:
 
     services = open_services()
     run = _run_of(services, digest, _when(now, services.config.account.timezone))
+    channel = services.config.push.digest(runs.parse_run(run)[0]).channel
+    if channel == "visit":
+        raise click.ClickException(
+            f"{digest} is a visit digest: it rides on replies to subscribers' messages, "
+            "one at a time; there is no run to send (push preview shows who would get it)")
     runs.start_run(services.redis, run, clock.now())  # the scheduler will not plan it again
-    size = runs.chunk_size(services.config.push.digest(runs.parse_run(run)[0]))
-    chunks = list(runs.members(services.redis, size, until=runs.parse_run(run)[1]))
     totals: Counter[str] = Counter()
-    with click.progressbar(chunks, label=f"run {run}", show_pos=True) as bar:
-        for openids in bar:
-            totals.update(runs.process_chunk(services, run, openids))
+    if channel == "tag":
+        from bot.push import tags
+
+        try:
+            totals.update(tags.broadcast(services, run))
+        except tags.NotYet as wait:
+            raise click.ClickException(
+                f"{run}: {wait}; the caps would leave out everyone it reached: run it then"
+            ) from None
+        chunks: list[list[str]] = []
+    else:
+        size = runs.chunk_size(services.config.push.digest(runs.parse_run(run)[0]))
+        chunks = list(runs.members(services.redis, size, until=runs.parse_run(run)[1]))
+        with click.progressbar(chunks, label=f"run {run}", show_pos=True) as bar:
+            for openids in bar:
+                totals.update(runs.process_chunk(services, run, openids))
     runs.mark_planned(services.redis, run, len(chunks))
-    runs.warn_left_out(services, run)
     click.echo(
         ", ".join(f"{k} {v}" for k, v in totals.most_common()) or "nobody had followed by this slot"
     )

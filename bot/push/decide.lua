@@ -4,7 +4,7 @@
 -- KEYS: 1 run ledger, 2 account log (groups), 3 report hash, 4 due zset, 5 clock offset,
 --       6 account group counts, 7 digest logs (hash: openid -> log), 8 mass logs, 9 customer-
 --       service logs (the same)
--- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass), 4 per_day, 5 per_week,
+-- ARGV: 1 run id, 2 digest name, 3 channel (visit|tag|custom|mass), 4 per_day, 5 per_week,
 --       6 account_daily, 7 inactive seconds, 8 window seconds, 9 window sends,
 --       10 mass per 31 days (0: not checked here), 11 lease seconds, 12 dry run (1|0),
 --       13 seconds the run's ledger is kept,
@@ -14,6 +14,11 @@
 -- Returns, per subscriber, decision, time, fresh: reserved (send now), busy (another attempt
 -- holds it), unknown, deferred-quiet (time = when it is due), or a final decision; fresh is 0
 -- when an earlier attempt had already recorded it (nothing changed).
+--
+-- Channels: custom checks the 48 h window; tag and mass are broadcasts (the mass log, and a
+-- service account's 4 a month); a tag broadcast goes out once, so quiet hours skip it
+-- (skipped-quiet) instead of deferring it; visit (the reply to a message the subscriber just
+-- sent) needs no window and uses neither log.
 local now = server_now(KEYS[5])
 local stamp = string.format('%.3f', now)
 local run, digest, channel = ARGV[1], ARGV[2], ARGV[3]
@@ -56,7 +61,8 @@ end
 local entries, record, save_ledger, written = open_hash(ledger, ids)
 -- the subscribers' sliding logs of digests, mass and customer-service sends (batch.lua)
 local logs, set_log, save_logs = open_hash(KEYS[7], ids)
-local masses, set_mass, save_masses = open_hash(KEYS[8], channel == 'mass' and ids or {})
+local broadcast = channel == 'mass' or channel == 'tag'
+local masses, set_mass, save_masses = open_hash(KEYS[8], broadcast and ids or {})
 local cs, set_cs, save_cs = open_hash(KEYS[9], channel == 'custom' and ids or {})
 
 local user_prefix, pending_prefix = ARGV[14], ARGV[15]
@@ -123,6 +129,7 @@ local function one(openid, has_content, quiet)
   for i = 1, #bounds - 1, 2 do
     local s, e = bounds[i], bounds[i + 1]
     if now >= s and now < e then
+      if channel == 'tag' then return final(openid, prev, 'skipped-quiet') end
       if not dry then
         if not prev then count('deferred-quiet') end
         record(openid, 'deferred-quiet|' .. stamp .. '|' .. e)
@@ -161,7 +168,7 @@ local function one(openid, has_content, quiet)
   reserved_here = reserved_here + 1
   if channel == 'custom' then
     set_cs(openid, log_with(cs[openid], run, now, now - KEEP.cs, true))
-  else
+  elseif broadcast then
     set_mass(openid, log_with(masses[openid], run, now, now - month, true))
   end
   record(openid, 'reserved|' .. stamp)

@@ -5,7 +5,8 @@
   :class:`~bot.push.runs.RetryLater` and RQ retries it (:data:`CHUNK_RETRY`, spaced beyond the
   reservation lease, so a retry after a crash finds its stale reservations and marks them
   ``unknown`` rather than sending again);
-- :func:`sweep_job` sends what quiet hours deferred; :func:`reconcile_job` closes a run.
+- :func:`sweep_job` sends what quiet hours deferred; :func:`reconcile_job` closes a run;
+- :func:`tag_sync_job` untags who said stop (tag digests, :mod:`bot.push.tags`).
 
 A job takes the bot's services from :func:`bot.services.current` (built once per worker process);
 the worker (:class:`bot.worker.BotWorker`) has it follow the shared virtual time of a simulation.
@@ -31,8 +32,9 @@ import logging
 import redis
 from rq import Queue, Retry, get_current_job
 
-from bot import services, worker
-from bot.push import runs
+from bot import clock, services, worker
+from bot.push import runs, tags
+from bot.state import Keys
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,13 @@ def plan_job(run: str) -> int:
             retry=CHUNK_RETRY, job_timeout=JOB_TIMEOUT,
         )
 
-    return runs.plan(s, run, enqueue_chunk)
+    job = get_current_job()
+    try:
+        return runs.plan(s, run, enqueue_chunk, final_attempt=job is None or not job.retries_left)
+    except tags.NotYet as wait:  # the scheduler plans it again then (Keys.push_plan not_before)
+        s.redis.hset(Keys.push_plan(run), "not_before", repr(clock.now() + wait.seconds))
+        log.info("%s: %s: planned again then", run, wait)
+        return 0
 
 
 def chunk_job(run: str, openids: list[str]) -> dict[str, int]:
@@ -94,6 +102,11 @@ def sweep_job() -> dict[str, int]:
     """Send the deferred digests that are due."""
     s = services.current()
     return dict(runs.sweep(s))
+
+
+def tag_sync_job() -> int:
+    """Untag who said stop since the last tick (:func:`bot.push.tags.sync`)."""
+    return tags.sync(services.current())
 
 
 def reconcile_job(run: str) -> dict[str, int]:

@@ -8,15 +8,16 @@ life, each step idempotent so a retried or duplicated job changes nothing:
 2. :func:`plan` splits the subscribers (``ZSCAN`` of ``Keys.push_members``) into chunks and hands
    each to ``enqueue_chunk`` (an RQ job, or a direct call in ``push run``);
 3. :func:`process_chunk` picks each subscriber's articles, asks the throttle (which reserves every
-   send in the run's ledger before the API call), calls the API, and settles each outcome;
-   a subscription account's mass chunk first claims the day's one mass send
-   (:func:`claim_mass_day`): a chunk that finds it taken records ``skipped-quota`` without a call,
-   so at most :data:`MASS_CHUNK_SIZE` subscribers are reached a day; the ``msg_id`` of each mass
-   call is kept to match its receipt (:mod:`bot.push.receipts`);
+   send in the run's ledger before the API call), calls the API, and settles each outcome; the
+   ``msg_id`` of each mass call is kept to match its receipt (:mod:`bot.push.receipts`);
 4. :func:`sweep` re-decides the sends quiet hours deferred, once they are due;
 5. :func:`reconcile` turns reservations left by a crash into ``unknown`` (never resent) and decides
-   for every subscriber of the slot whose chunk was lost; it warns once (:func:`warn_left_out`)
-   when the daily mass quota left eligible subscribers out.
+   for every subscriber of the slot whose chunk was lost.
+
+Channels (``config/push.yaml``, open to the account kinds :mod:`bot.wechat.privileges` says):
+``custom`` and ``mass`` go through the chunks above; ``tag`` is one broadcast made by the planning
+job itself (:mod:`bot.push.tags`); ``visit`` has no run at the slot at all: its editions are
+decided one subscriber at a time, on the reply to their message (:mod:`bot.push.visits`).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ CHUNK_SIZE = 500
 """Subscribers per chunk job (hundreds: never one job per subscriber)."""
 
 MASS_CHUNK_SIZE = 10000
-"""Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids.
-A subscription account has one such call a day, so it reaches at most this many a day."""
+"""Subscribers per chunk of a mass digest: one ``mass/send`` call takes at most 10000 openids
+(verified service accounts only: :mod:`bot.wechat.privileges`)."""
 
 MASS_DAY_TTL = 26 * 3600
 """How long the claim on a subscription account's mass send of a local day is kept: longer than
@@ -63,6 +64,12 @@ DAY_TAKEN = "day-taken"
 SETTLE_SECONDS = 0.5
 """Outcomes are recorded at least this often: a crash leaves only the last half second's sends
 as ``unknown`` (at the API's pace, a handful), and a fast API does not pay a round trip each."""
+
+PERSONAL = ("custom", "visit")
+"""Channels that pick articles per subscriber (the broadcasts send one pick to everyone)."""
+
+CLIENTMSGID_SENT = 45065
+"""A mass call's ``clientmsgid`` was sent before (within 24 h): a retry of a call that went out."""
 
 CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
@@ -113,10 +120,17 @@ def start_run(r: redis.Redis, run: str, now: float) -> bool:
     return first
 
 
-def plan(services: Services, run: str, enqueue_chunk: Callable[[int, list[str]], None]) -> int:
+def plan(
+    services: Services,
+    run: str,
+    enqueue_chunk: Callable[[int, list[str]], None],
+    final_attempt: bool = True,
+) -> int:
     """Hand every subscriber of ``run`` to ``enqueue_chunk`` in chunks; returns the chunk count.
 
     Planning twice (a retried job) enqueues the chunks again, which the ledger makes harmless.
+    A tag digest has no chunks: its one broadcast is made here (:func:`bot.push.tags.broadcast`,
+    which may raise :class:`RetryLater` unless this is the ``final_attempt``).
     """
     r = services.redis
     name, slot = parse_run(run)
@@ -126,6 +140,12 @@ def plan(services: Services, run: str, enqueue_chunk: Callable[[int, list[str]],
         return int(r.hget(key, "chunks") or 0)
     r.hsetnx(key, "scheduled", repr(clock.now()))
     r.zadd(Keys.push_runs(), {run: slot})
+    if digest.channel == "tag":  # one broadcast: decided, tagged and sent here, in one job
+        from bot.push import tags
+
+        tags.broadcast(services, run, final_attempt)
+        mark_planned(r, run, 0)
+        return 0
     size = chunk_size(digest)
     count = 0
     for count, openids in enumerate(members(r, size, until=slot), 1):
@@ -198,6 +218,9 @@ def process_chunk(
     r = services.redis
     name, slot = parse_run(run)
     digest = services.config.push.digest(name)
+    if digest.channel == "visit":
+        raise ValueError(f"{run}: a visit digest is decided on replies (bot.push.visits), "
+                         "not in chunks")
     config = services.config
     now = clock.now()
     throttle = Throttle(
@@ -205,7 +228,7 @@ def process_chunk(
         day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
         account_type=config.account.type,
     )
-    candidates, picks, langs, mass_items = _candidates(services, digest, slot, openids, now)
+    candidates, picks, langs, mass_items = candidates_of(services, digest, slot, openids, now)
     decisions = throttle.decide(candidates)
     counts: Counter[str] = Counter(
         d.reason if d.fresh else "already-decided" for d in decisions if d.reason != "reserved"
@@ -213,15 +236,18 @@ def process_chunk(
     reserved = [d for d in decisions if d.reason == "reserved"]
     if digest.channel == "custom":
         outcomes = _send_custom(services, throttle, reserved, picks, langs, final_attempt)
+    elif digest.channel == "tag":  # left out of the run's one broadcast (reconcile): too late
+        outcomes = Counter(throttle.settle([(d, "skipped-quota", "broadcast-done")
+                                            for d in reserved]))
     else:
-        outcomes = _send_mass(services, throttle, reserved, mass_items, run, final_attempt, now)
+        outcomes = _send_mass(services, throttle, reserved, mass_items, run, final_attempt)
     counts.update(outcomes)
     if counts.get("retry") and not final_attempt:
         raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
     return counts
 
 
-def _candidates(
+def candidates_of(
     services: Services, digest: Digest, slot: float, openids: list[str], now: float
 ) -> tuple[list[Candidate], dict[str, list[Item]], dict[str, str], list[Item]]:
     """Each subscriber's pick of articles, language and quiet intervals (read in one pipeline).
@@ -256,7 +282,7 @@ def _candidates(
         interests = _weights(terms)
         last = log_entries(cursor).get(digest.name)
         start = last if last is not None else float(since or now) - FIRST_DIGEST_LOOKBACK
-        if digest.channel == "custom":
+        if digest.channel in PERSONAL:
             memo = (start, *interests.items())
             picked = chosen.get(memo)
             if picked is None:
@@ -290,12 +316,12 @@ def preview(services: Services, run: str, openids: list[str]) -> list[tuple[str,
         services.redis, run, digest.name, digest.channel, config.push.limits, day="preview",
         account_type=config.account.type,
     )
-    candidates, picks, _, _ = _candidates(services, digest, slot, openids, clock.now())
+    candidates, picks, _, _ = candidates_of(services, digest, slot, openids, clock.now())
     decisions = throttle.decide(candidates, dry_run=True)
     return [(d.openid, d.reason, picks[d.openid]) for d in decisions]
 
 
-def _failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
+def failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
     """``(outcome, detail, stop calling)`` for an API error, by its fate (the one retry policy)."""
     detail = "timeout" if exc.fate == UNKNOWN else (
         "unreachable" if isinstance(exc, ApiUnreachable) else str(exc.code)
@@ -333,7 +359,7 @@ def _send_custom(
                 services.api.send_text(decision.openid, text)
                 batch.append((decision, "sent", ""))
             except ApiError as exc:
-                outcome, detail, stop = _failure(exc, final_attempt)
+                outcome, detail, stop = failure(exc, final_attempt)
                 log.info("digest to %s: %s (%s)", decision.openid, outcome, exc)
                 batch.append((decision, outcome, detail))
                 if stop:
@@ -353,41 +379,29 @@ def _send_mass(
     items: list[Item],
     run: str,
     final_attempt: bool,
-    now: float,
 ) -> Counter[str]:
     if not reserved:
         return Counter()
     r = services.redis
     openids = [d.openid for d in reserved]
-    clientmsgid = f"{run}:{openids[0]}"  # also who holds the day's claim: a retry re-uses both
-    day = ""
-    if services.config.account.type == "subscription":
-        day = mass_day(services.config.account.timezone, now)
-        if not claim_mass_day(r, day, clientmsgid):
-            log.info("%s: %d mass sends skipped, %s's one mass send is taken by %s", run,
-                     len(reserved), day, r.get(Keys.push_mass_day(day)))
-            return Counter(throttle.settle([(d, "skipped-quota", DAY_TAKEN) for d in reserved]))
+    clientmsgid = f"{run}:{openids[0]}"  # a retry of this chunk re-uses it: never sent twice
     if len(openids) < 2:  # mass/send takes 2 to 10000 openids
-        if day:
-            release_mass_day(r, day, clientmsgid)
         return Counter(throttle.settle([(reserved[0], "failed-api", "one-recipient")]))
     msg_id = 0
     try:
         msg_id = services.api.mass_send(openids, render(items, "zh"), clientmsgid)
         outcome, detail = "sent", ""
     except ApiError as exc:
-        outcome, detail, _ = _failure(exc, final_attempt)
-        if exc.code == 45065:  # this clientmsgid was already sent: a retry after a crash
-            outcome, detail = "unknown", "45065"
-        if day and _nothing_sent(exc):
-            release_mass_day(r, day, clientmsgid)
+        outcome, detail, _ = failure(exc, final_attempt)
+        if exc.code == CLIENTMSGID_SENT:  # a retry after a crash: it went out before
+            outcome, detail = "unknown", str(exc.code)
     counts = Counter(throttle.settle([(d, outcome, detail) for d in reserved]))
     if msg_id:
         receipts.record_send(r, str(msg_id), run, len(openids))
     return counts
 
 
-def _nothing_sent(exc: ApiError) -> bool:
+def nothing_sent(exc: ApiError) -> bool:
     """Whether a failed mass call left the day's quota unused (so another attempt may use it).
 
     Not when it may have been delivered (its fate is unknown), after 45065 (this clientmsgid was
@@ -396,7 +410,7 @@ def _nothing_sent(exc: ApiError) -> bool:
     return exc.fate != UNKNOWN and exc.code not in (45065, 45028)
 
 
-# --- a subscription account's one mass send a day -----------------------------------------------
+# --- a subscription account's one broadcast a day (the tag channel's) ----------------------------
 
 
 def mass_day(timezone: str, now: float) -> str:
@@ -418,25 +432,6 @@ def claim_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
 def release_mass_day(r: redis.Redis, day: str, holder: str) -> bool:
     """Give ``day``'s mass send back if ``holder`` still has it (its call sent nothing)."""
     return drop_if_same(r, Keys.push_mass_day(day), holder)
-
-
-def warn_left_out(services: Services, run: str) -> int:
-    """Log once per run how many eligible subscribers the daily mass quota left out; how many."""
-    r = services.redis
-    digest = services.config.push.digest(parse_run(run)[0])
-    if digest.channel != "mass" or services.config.account.type != "subscription":
-        return 0
-    left_out = sum(
-        1 for value in r.hvals(Keys.push_ledger(run))
-        if value.startswith("skipped-quota|") and value.endswith(f"|{DAY_TAKEN}")
-    )
-    if left_out and r.hsetnx(Keys.push_plan(run), "mass-left-out", left_out):
-        log.warning(
-            "%s: %d eligible subscribers got no digest: a subscription account has one mass "
-            "send a day, of at most %d openids (config/account.yaml type), and it was used",
-            run, left_out, MASS_CHUNK_SIZE,
-        )
-    return left_out
 
 
 # --- deferred sends and recovery ----------------------------------------------------------------
@@ -475,7 +470,9 @@ def reconcile(services: Services, run: str) -> Counter[str]:
     after the slot). Deferred sends stay with :func:`sweep`.
     """
     r = services.redis
-    _, slot = parse_run(run)
+    name, slot = parse_run(run)
+    if services.config.push.digest(name).channel == "visit":
+        return Counter()  # an edition is decided on replies, each at once: nothing to close
     ledger = r.hgetall(Keys.push_ledger(run))
     counts: Counter[str] = Counter()
     stale = [
@@ -488,5 +485,4 @@ def reconcile(services: Services, run: str) -> Counter[str]:
         batch = (stale + missing)[i:i + CHUNK_SIZE]
         counts.update(process_chunk(services, run, batch))
     r.hset(Keys.push_plan(run), "reconciled", repr(clock.now()))
-    warn_left_out(services, run)
     return counts

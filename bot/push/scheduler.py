@@ -9,7 +9,9 @@ zone; RQ's own scheduler (``worker --with-scheduler``) then runs the delayed ret
 ``rq cron`` it holds no leader lock and runs at start-up, so :func:`tick` is idempotent per slot
 (``HSETNX`` on the run's plan): two schedulers, or a restart, enqueue each run once. A slot
 missed by more than an hour (the scheduler was down) is skipped rather than sent late. Each
-tick also prunes a slice of the subscribers' sliding logs (:func:`throttle.prune_logs`).
+tick also prunes a slice of the subscribers' sliding logs (:func:`throttle.prune_logs`) and, when a
+tag digest exists, has who said stop untagged (:func:`bot.push.tags.sync`). Visit digests get no
+run: they are decided on replies (:mod:`bot.push.visits`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def tick(r: redis.Redis, config: Config) -> list[str]:
     now = clock.now()
     enqueued = []
     for digest in config.push.digests:
+        if digest.channel == "visit":  # sent on replies, one subscriber at a time: no run
+            continue
         slot = runs.last_slot(digest, config.account.timezone, now)
         if now - slot > runs.CATCH_UP:
             continue
@@ -54,7 +58,13 @@ def tick(r: redis.Redis, config: Config) -> list[str]:
         if "reconciled" in plan:
             continue
         if plan.get("state") != "planned":
-            if now - float(plan.get("scheduled") or now) > RESCHEDULE_AFTER:
+            if plan.get("not_before"):  # a broadcast waiting for the previous one to age
+                if now >= float(plan["not_before"]):
+                    r.hdel(Keys.push_plan(run), "not_before")
+                    r.hset(Keys.push_plan(run), "scheduled", repr(now))
+                    jobs.enqueue_plan(r, run)
+                    enqueued.append(f"plan {run} (waited)")
+            elif now - float(plan.get("scheduled") or now) > RESCHEDULE_AFTER:
                 r.hset(Keys.push_plan(run), "scheduled", repr(now))
                 jobs.enqueue_plan(r, run)
                 enqueued.append(f"replan {run}")
@@ -68,6 +78,13 @@ def tick(r: redis.Redis, config: Config) -> list[str]:
     if r.zcount(Keys.push_due(), "-inf", now):
         q.enqueue("bot.push.jobs.sweep_job", job_id="push-sweep", job_timeout=jobs.JOB_TIMEOUT)
         enqueued.append("sweep")
+    if r.exists(Keys.push_tag_changes()):
+        if any(d.channel == "tag" for d in config.push.digests):
+            q.enqueue("bot.push.jobs.tag_sync_job", job_id="push-tag-sync",
+                      job_timeout=jobs.JOB_TIMEOUT)
+            enqueued.append("tag sync")
+        else:
+            r.delete(Keys.push_tag_changes())  # no tag to keep in step
     throttle.prune_logs(r)  # a slice of the sliding logs per tick, all of them every few hours
     return enqueued
 

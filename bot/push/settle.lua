@@ -1,5 +1,5 @@
 -- Record the outcomes of reserved sends, once each, and release what a send that never left
--- holds (failed-api, retry, skipped-quota: the API refused it, or was never called). A send that
+-- holds (failed-api, retry, skipped-*: the API refused it, or was never called). A send that
 -- may have reached the subscriber moves their cursor (articles are not repeated), unless they
 -- unsubscribed meanwhile (their record is gone and must stay gone).
 --
@@ -10,10 +10,12 @@
 -- KEYS: 1 run ledger, 2 report hash, 3 account log (groups, see decide.lua), 4 clock offset,
 --       5 account group counts, 6 digest logs, 7 mass logs, 8 customer-service logs, 9 cursors
 --       (hashes: openid -> log, batch.lua), 10 members (zset: the subscribed)
--- ARGV: 1 run id, 2 digest name, 3 channel (custom|mass);
+-- ARGV: 1 run id, 2 digest name, 3 channel (visit|tag|custom|mass: tag and mass are broadcasts);
 --       4... one per send: "openid <TAB> reserved value <TAB> outcome <TAB> detail", outcome one
---       of sent, unknown, failed-api, retry, skipped-quota (the subscription account's one mass
---       send of the day was taken by another chunk: no call was made)
+--       of sent, unknown, failed-api, retry, or skipped-* (skipped-quota: the subscription
+--       account's one mass send of the day was taken by another chunk; skipped-optout or
+--       skipped-unsubscribed: a tag broadcast's subscriber left before the call; no call reached
+--       them)
 -- A ledger no longer holding our reservation was settled by a later attempt (as unknown): only
 -- the truth "sent" replaces that. Returns the decision now recorded for each send.
 local ledger, report, account = KEYS[1], KEYS[2], KEYS[3]
@@ -35,7 +37,8 @@ for i = 4, #ARGV do
 end
 local current_of, record, save_ledger = open_hash(ledger, ids)
 local logs, set_log, save_logs = open_hash(KEYS[6], ids)
-local masses, set_mass, save_masses = open_hash(KEYS[7], channel == 'mass' and ids or {})
+local broadcast = channel == 'mass' or channel == 'tag'
+local masses, set_mass, save_masses = open_hash(KEYS[7], broadcast and ids or {})
 local cs, set_cs, save_cs = open_hash(KEYS[8], channel == 'custom' and ids or {})
 local cursors, set_cursor, save_cursors = open_hash(KEYS[9], ids)
 -- who is still subscribed: an unsubscribe purged their cursor, which must stay gone
@@ -48,7 +51,7 @@ local function restamp(openid, at)
   set_log(openid, log_with(logs[openid], run, now, now - week, false))
   if channel == 'custom' then
     if cs[openid] then set_cs(openid, log_with(cs[openid], run, now, now - KEEP.cs, false)) end
-  else
+  elseif broadcast then
     set_mass(openid, log_with(masses[openid], run, now, now - month, false))
   end
   -- the send's group in the account log now counts from its latest send
@@ -85,14 +88,14 @@ local function one(openid, reserved, outcome, detail)
   if detail ~= '' then value = value .. '|' .. detail end
   record(openid, value)
   if outcome ~= 'retry' then count(outcome, 1) end
-  if outcome == 'failed-api' or outcome == 'retry' or outcome == 'skipped-quota' then
+  if outcome == 'failed-api' or outcome == 'retry' or string.sub(outcome, 1, 8) == 'skipped-' then
     -- nothing reached the subscriber: give back the cap, account and window slots
     set_log(openid, log_with(logs[openid], run, false, now - week, false))
     local group = run .. '|' .. at
     if redis.call('HEXISTS', counts, group) == 1 then redis.call('HINCRBY', counts, group, -1) end
     if channel == 'custom' then
       if cs[openid] then set_cs(openid, log_with(cs[openid], run, false, now - KEEP.cs, false)) end
-    else
+    elseif broadcast then
       set_mass(openid, log_with(masses[openid], run, false, now - month, false))
     end
   else

@@ -3,7 +3,8 @@
 :class:`Throttle` wraps two Lua scripts. ``decide.lua`` checks, in one step and by the Redis
 server's clock (plus the simulation offset ``Keys.clock_offset``, absent in production):
 unsubscribed, opted out, 90 days silent, nothing relevant, quiet hours (deferred, not dropped),
-the 48 h window and its quota (never the last send), the mass quota, the subscriber's caps over
+the 48 h window and its quota (never the last send, custom channel), the mass quota (tag and
+mass channels), the subscriber's caps over
 rolling 24 h and 7 days and the account's over 24 h, all as sliding logs of send times (the
 account's holds one entry per group of sends a call reserved, with its count, timed by the latest
 of them), so workers with skewed clocks cannot over-send and no window lets twice the cap
@@ -44,6 +45,7 @@ FINAL = (
     "skipped-inactive",
     "skipped-irrelevant",
     "skipped-window",
+    "skipped-quiet",
     "skipped-quota",
     "skipped-cap",
     "skipped-account-cap",
@@ -58,6 +60,9 @@ WINDOW_MARGIN = 15 * 60
 
 LEASE_SECONDS = 60
 """How long a reservation belongs to the attempt that made it; older ones were left by a crash."""
+
+BROADCASTS = ("tag", "mass")
+"""Channels whose one call reaches many: they count against the mass quotas."""
 
 SERVICE_MASS_PER_MONTH = 4
 """A service account reaches each follower by mass send at most this often a month."""
@@ -105,7 +110,7 @@ class Throttle:
         self.run, self.digest, self.channel, self.limits = run, digest, channel, limits
         self.report_key = Keys.push_report(day)
         self.mass_cap = SERVICE_MASS_PER_MONTH if (
-            channel == "mass" and account_type == "service"
+            channel in BROADCASTS and account_type == "service"
         ) else 0
 
     def decide(self, candidates: Iterable[Candidate], dry_run: bool = False) -> list[Decision]:

@@ -4,16 +4,28 @@
 the chat page (``bot.simulator.page``) is served by the same process at ``/``.
 
 WeChat's endpoints, with its query parameters and JSON shapes (PLATFORM.md section 5); every
-answer is HTTP 200 with ``errcode``/``errmsg`` (the message ending in `` rid: ...``) on error::
+answer is HTTP 200 with ``errcode``/``errmsg`` (the message ending in `` rid: ...``) on error, and
+48001 for an API the kind of account played (``create_api(account_type=, verified=)``) may not
+call (:mod:`bot.wechat.privileges`)::
 
     GET  /cgi-bin/token?grant_type=client_credential&appid=...&secret=...
+    POST /cgi-bin/stable_token   {"grant_type":"client_credential","appid","secret","force_refresh"}
     POST /cgi-bin/message/custom/send?access_token=...     {"touser","msgtype","text":{...}}
-    POST /cgi-bin/message/mass/sendall?access_token=...    {"filter":{"is_to_all":true},...}
+    POST /cgi-bin/message/mass/sendall?access_token=...    {"filter":{"is_to_all":true},...} or
+                                                   {"filter":{"is_to_all":false,"tag_id":N},...}
     POST /cgi-bin/message/mass/send?access_token=...       {"touser":[openid, ...],...}
     POST /cgi-bin/message/mass/preview?access_token=...    {"touser":openid,...}
     POST /cgi-bin/message/template/send?access_token=...   {"touser","template_id","data"}
     POST /cgi-bin/menu/create?access_token=...             {"button":[...]}
     GET  /cgi-bin/menu/get?access_token=...    GET /cgi-bin/menu/delete?access_token=...
+    POST /cgi-bin/tags/create?access_token=...             {"tag":{"name"}} -> {"tag":{"id","name"}}
+    GET  /cgi-bin/tags/get?access_token=...                -> {"tags":[{"id","name","count"}]}
+    POST /cgi-bin/tags/delete?access_token=...             {"tag":{"id"}}
+    POST /cgi-bin/tags/members/batchtagging?access_token=...    {"openid_list":[...],"tagid":N}
+    POST /cgi-bin/tags/members/batchuntagging?access_token=...  {"openid_list":[...],"tagid":N}
+    POST /cgi-bin/user/tag/get?access_token=...   {"tagid":N,"next_openid":""}
+                                                  -> {"count","data":{"openid":[...]},"next_openid"}
+    POST /cgi-bin/tags/getidlist?access_token=...          {"openid"} -> {"tagid_list":[...]}
 
 The simulator's own endpoints (JSON)::
 
@@ -21,8 +33,15 @@ The simulator's own endpoints (JSON)::
                         knows it: kind is message, follow, unfollow, scan, click, view, location,
                         block, unblock, refuse_templates or accept_templates; time (epoch seconds)
                         defaults to the API's clock. The driver posts it before each delivery.
-    GET  /sim/deliveries?openid=&after=SEQ   accepted messages after SEQ: {"deliveries", "last"}
+    POST /sim/reply     {"openid", "name"?, "msgtype", "content", "time"?}  the passive reply
+                        (msgtype text or news) WeChat showed the subscriber; an out-of-process
+                        driver posts it once per message, in-process drivers call the platform.
+    GET  /sim/deliveries?openid=&after=SEQ   delivery-log entries after SEQ: {"deliveries", "last"}
     GET  /sim/subscribers                    what the platform knows of each subscriber
+    GET  /sim/account   {"type", "verified", "kind", "channels"}  the kind of account played and
+                        the digest channels it can use
+    GET  /sim/calls                          calls per /cgi-bin/ path: {"/cgi-bin/...": n}
+    GET  /sim/refusals                       error answers per errcode: {"48001": n, ...}
     GET  /sim/clock                          {"now", "iso", "virtual", "speed"}
     POST /sim/clock     {"advance": seconds}  move a virtual clock forward (400 on wall time)
 
@@ -63,6 +82,7 @@ from bot.simulator import page
 from bot.simulator.deliveries import DeliveryLog, iso_time
 from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, Report, openid_for
 from bot.simulator.platform import ACTIVITIES, Platform, refused
+from bot.wechat import privileges
 from bot.wechat.api import ApiError
 
 log = logging.getLogger(__name__)
@@ -106,8 +126,12 @@ def create_api(
     deliveries: int = DELIVERIES,
     virtual_clock: clock.VirtualClock | None = None,
     allowed_hosts: Collection[str] = (),
+    verified: bool = True,
 ) -> Flask:
     """The fake API (and chat page) for the account in ``settings``.
+
+    ``account_type`` and ``verified`` are the kind of account played (what it may call, its
+    mass-send quota; the default, a verified subscription account, as :class:`Platform`'s).
 
     ``webhook_url`` is where the chat page's messages and the job-finish events go (None: the
     page cannot send and no events are posted); ``menu_fallback`` is what the page shows as the
@@ -121,11 +145,11 @@ def create_api(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     platform = Platform(settings.appid, settings.appsecret, DeliveryLog(log_path, timezone),
-                        account_type=account_type, timezone=timezone)
+                        account_type=account_type, timezone=timezone, verified=verified)
     driver = None
     if webhook_url:
         driver = Driver(webhook_url, settings, report=_recorder(platform), timeout=timeout,
-                        deliveries=deliveries)
+                        deliveries=deliveries, replied=platform.show_reply)
         platform.notify = _notifier(driver)
     app.extensions["sim.platform"] = platform
     app.extensions["sim.driver"] = driver
@@ -133,6 +157,7 @@ def create_api(
     app.extensions["sim.clock"] = virtual_clock
     app.extensions["sim.allowed_hosts"] = frozenset(host.lower() for host in allowed_hosts)
     app.before_request(_refuse_foreign_host)
+    app.before_request(_count_call)
     app.register_blueprint(cgi)
     app.register_blueprint(sim)
     app.register_blueprint(page.bp)
@@ -173,6 +198,12 @@ def _refuse_foreign_host() -> ResponseReturnValue | None:
     if _wechat_shaped():
         return _wechat_error(FOREIGN_HOST, "invalid ip, not in whitelist: " + message), 403
     return jsonify(error=message), 403
+
+
+def _count_call() -> None:
+    """Count a call of one of WeChat's endpoints (:attr:`Platform.calls`)."""
+    if request.blueprint == "cgi" and request.url_rule is not None:
+        get_platform().count_call(request.path)
 
 
 def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
@@ -218,6 +249,7 @@ def _api_error(exc: ApiError) -> ResponseReturnValue:
 
 
 def _wechat_error(code: int, message: str) -> Response:
+    get_platform().count_refusal(code)
     rid = "-".join(secrets.token_hex(4) for _ in range(3))
     return jsonify({"errcode": code, "errmsg": f"{message} rid: {rid}"})
 
@@ -250,6 +282,15 @@ def token() -> ResponseReturnValue:
     args = request.args
     return jsonify(get_platform().issue_token(
         args.get("grant_type", ""), args.get("appid", ""), args.get("secret", "")))
+
+
+@cgi.post("/stable_token")
+def stable_token() -> ResponseReturnValue:
+    """The stable access token."""
+    body = _body()
+    return jsonify(get_platform().stable_token(
+        body.get("grant_type"), body.get("appid"), body.get("secret"),
+        force_refresh=body.get("force_refresh") is True))
 
 
 @cgi.post("/message/custom/send")
@@ -306,6 +347,54 @@ def menu_delete() -> ResponseReturnValue:
     return jsonify(_authorised().delete_menu())
 
 
+@cgi.post("/tags/create")
+def tags_create() -> ResponseReturnValue:
+    """Create a user tag."""
+    platform = _authorised()
+    return jsonify(platform.create_tag(_body()))
+
+
+@cgi.get("/tags/get")
+def tags_get() -> ResponseReturnValue:
+    """The account's tags with their follower counts."""
+    return jsonify(_authorised().get_tags())
+
+
+@cgi.post("/tags/delete")
+def tags_delete() -> ResponseReturnValue:
+    """Delete a user tag."""
+    platform = _authorised()
+    return jsonify(platform.delete_tag(_body()))
+
+
+@cgi.post("/tags/members/batchtagging")
+def tags_batch_tagging() -> ResponseReturnValue:
+    """Put up to 50 followers in a tag."""
+    platform = _authorised()
+    return jsonify(platform.tag_members(_body(), add=True))
+
+
+@cgi.post("/tags/members/batchuntagging")
+def tags_batch_untagging() -> ResponseReturnValue:
+    """Take up to 50 followers out of a tag."""
+    platform = _authorised()
+    return jsonify(platform.tag_members(_body(), add=False))
+
+
+@cgi.post("/user/tag/get")
+def user_tag_get() -> ResponseReturnValue:
+    """One page of a tag's followers."""
+    platform = _authorised()
+    return jsonify(platform.tag_page(_body()))
+
+
+@cgi.post("/tags/getidlist")
+def tags_getidlist() -> ResponseReturnValue:
+    """The tags one follower carries."""
+    platform = _authorised()
+    return jsonify(platform.tags_of(_body()))
+
+
 # --- the simulator's own endpoints --------------------------------------------------------------
 
 
@@ -322,6 +411,25 @@ def activity() -> ResponseReturnValue:
         return jsonify(error="time must be seconds since the epoch"), 400
     sub = get_platform().record(body["openid"], body["kind"], str(body.get("name") or ""), at)
     return jsonify(_subscriber_json(asdict(sub)))
+
+
+REPLY_TYPES = ("text", "news")
+"""Passive replies ``/sim/reply`` logs: the ones a subscriber reads."""
+
+
+@sim.post("/reply")
+def reply() -> ResponseReturnValue:
+    """Log the passive reply WeChat showed a subscriber."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("openid"), str) \
+            or body.get("msgtype") not in REPLY_TYPES or not isinstance(body.get("content"), str):
+        return jsonify(error="expected {openid, msgtype, content} with msgtype text or news"), 400
+    at = body.get("time")
+    if at is not None and not isinstance(at, (int, float)):
+        return jsonify(error="time must be seconds since the epoch"), 400
+    entry = get_platform().show_reply(body["openid"], str(body.get("name") or ""),
+                                      body["msgtype"], body["content"], at)
+    return jsonify(entry)
 
 
 @sim.get("/deliveries")
@@ -344,6 +452,27 @@ def subscribers() -> ResponseReturnValue:
 
 def _subscriber_json(sub: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sub.items() if k != "mass_by_month"}
+
+
+@sim.get("/account")
+def account() -> ResponseReturnValue:
+    """The kind of account played and the digest channels it can use."""
+    platform = get_platform()
+    kind = (platform.account_type, platform.verified)
+    return jsonify(type=kind[0], verified=kind[1], kind=privileges.describe(*kind),
+                   channels=list(privileges.channels_for(*kind)))
+
+
+@sim.get("/calls")
+def calls() -> ResponseReturnValue:
+    """How many calls each of WeChat's endpoints got."""
+    return jsonify(get_platform().counts()[0])
+
+
+@sim.get("/refusals")
+def refusals() -> ResponseReturnValue:
+    """How many error answers of each ``errcode`` the API gave."""
+    return jsonify({str(code): n for code, n in sorted(get_platform().counts()[1].items())})
 
 
 @sim.get("/clock")

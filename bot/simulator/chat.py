@@ -3,13 +3,15 @@
 Each line typed goes through :func:`bot.simulator.actions.parse_action` and the
 :class:`~bot.simulator.driver.Driver`; the reply (or the client's failure notice) is printed with
 its timing. A background thread polls the fake API's ``/sim/deliveries`` for this subscriber and
-prints each pushed message as it arrives.
+prints each pushed message as it arrives (passive replies, ``api: "reply"``, are already shown with
+their exchange). On start it says which kind of account the fake API plays (``/sim/account``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import requests
 
@@ -20,6 +22,23 @@ POLL_SECONDS = 0.5
 """How often the terminal asks the fake API for new pushes."""
 
 Echo = Callable[[str], None]
+
+
+def playing(kind: str, channels: Iterable[str]) -> str:
+    """``playing a verified subscription account (digest channels: visit, tag, custom)``."""
+    article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+    return f"playing {article} {kind} (digest channels: {', '.join(channels)})"
+
+
+def account_line(api_base: str, http: requests.Session | None = None) -> str:
+    """What :func:`playing` says of the fake API at ``api_base``; empty when it cannot be asked."""
+    try:
+        answer = (http or requests).get(f"{api_base}/sim/account", timeout=3)
+        answer.raise_for_status()
+        body: Any = answer.json()
+        return "the fake API is " + playing(str(body["kind"]), [str(c) for c in body["channels"]])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return ""
 
 
 def describe(exchange: Exchange) -> str:
@@ -58,6 +77,8 @@ class PushWatcher:
         """Print every push after the last one seen."""
         entries, last = self._fetch(self.seq)
         for entry in entries:
+            if entry.get("api") == "reply":  # shown with its exchange already
+                continue
             tag = f"{entry['api']}/{entry['msgtype']} {entry['time']}"
             self.echo(f"[推送 {tag}] {entry['content']}")
         self.seq = max(self.seq, last)
@@ -88,6 +109,9 @@ def run_chat(
     watcher = PushWatcher(api_base, openid_for(user), echo).start() if api_base else None
     echo(f"chatting as {user} ({openid_for(user)}) with {driver.url} in {driver.settings.mode} "
          "mode; /help for commands, /quit to leave")
+    kind = account_line(api_base) if api_base else ""
+    if kind:
+        echo(kind)
     count = 0
     try:
         for line in lines:

@@ -21,7 +21,13 @@ from bot import clock
 from bot.cli import load_settings, open_services
 from bot.settings import MODES, Settings
 from bot.simulator.actions import ActionError, parse_action
-from bot.simulator.driver import DELIVERIES, DELIVERY_TIMEOUT, Driver, api_reporter
+from bot.simulator.driver import (
+    DELIVERIES,
+    DELIVERY_TIMEOUT,
+    Driver,
+    api_replier,
+    api_reporter,
+)
 from bot.simulator.scenario import scenario
 
 DEFAULT_WEBHOOK = "http://127.0.0.1:8700/wechat"
@@ -97,7 +103,9 @@ def _driver(url: str, mode: str | None, api_base: str | None, no_report: bool, t
     settings = _settings(mode)
     base = None if no_report else (api_base or settings.api_base).rstrip("/")
     report = api_reporter(base) if base else None
-    return Driver(url, settings, report=report, timeout=timeout, deliveries=deliveries), base
+    replied = api_replier(base) if base else None
+    return Driver(url, settings, report=report, replied=replied, timeout=timeout,
+                  deliveries=deliveries), base
 
 
 @click.group()
@@ -130,26 +138,36 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Delivery log (JSON lines). Default: BOT_DATA_DIR/sim/deliveries.jsonl.")
 @click.option("--account-type", type=click.Choice(["subscription", "service"]), default=None,
-              help="Account type for quotas (default: config/account.yaml).")
+              help="Account type to play: what it may call, its mass-send quota "
+                   "(default: config/account.yaml's type).")
+@click.option("--verified", type=click.BOOL, default=None, metavar="true|false",
+              help="Whether the account played is verified (微信认证); an unverified one may "
+                   "call almost nothing (default: config/account.yaml's verified).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DELIVERY_TIMEOUT,
               show_default=True, help="Seconds the page's deliveries wait.")
 @clock_options
 def api(host: str, port: int, allow_hosts: tuple[str, ...], webhook: str, log_path: Path | None,
-        account_type: str | None, timeout: float, now: str | None, speed: float | None) -> None:
+        account_type: str | None, verified: bool | None, timeout: float, now: str | None,
+        speed: float | None) -> None:
     """Serve the fake WeChat API and the chat page (Ctrl-C stops)."""
     from werkzeug.serving import make_server
 
     from bot.simulator.api import create_api
+    from bot.simulator.chat import playing
+    from bot.wechat import privileges
 
     account = open_services(offline=True)  # the account the simulator plays WeChat for
     settings, config = account.settings, account.config
     virtual = _install_clock(now, speed)
     log_path = log_path or settings.data_dir / "sim" / "deliveries.jsonl"
+    account_type = account_type or config.account.type
+    verified = config.account.verified if verified is None else verified
     app = create_api(
         settings,
         webhook_url=webhook,
         log_path=log_path,
-        account_type=account_type or config.account.type,
+        account_type=account_type,
+        verified=verified,
         timezone=config.account.timezone,
         menu_fallback=config.menu.to_api() if config.menu.buttons else None,
         timeout=timeout,
@@ -166,6 +184,8 @@ def api(host: str, port: int, allow_hosts: tuple[str, ...], webhook: str, log_pa
                f"{settings.appid}, "
                f"webhook {webhook}, {settings.mode} mode)")
     click.echo(f"delivery log: {log_path}")
+    click.echo(playing(privileges.describe(account_type, verified),
+                       privileges.channels_for(account_type, verified)))
     if allow_hosts:
         click.echo(f"also serving Host {', '.join(allow_hosts)} (besides loopback names)")
     if virtual is not None:

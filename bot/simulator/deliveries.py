@@ -1,14 +1,17 @@
-"""The fake API's delivery log: every message it accepted, as JSON lines and as a live feed.
+"""The fake API's delivery log: every message WeChat showed a subscriber, as JSON lines and a feed.
 
-One JSON object a line, appended to a file whose path the ``sim api`` command prints::
+One JSON object a line, appended to a file whose path the ``sim api`` command prints; ``time`` is
+the virtual time with milliseconds and the account's offset::
 
-    {"seq": 3, "time": "2026-11-22T09:00:00+08:00", "openid": "o...", "user": "alice",
+    {"seq": 3, "time": "2026-11-22T09:00:00.123+08:00", "openid": "o...", "user": "alice",
      "api": "custom", "msgtype": "text", "content": "..."}
 
-``api`` is ``custom``, ``mass``, ``preview`` or ``template``; a mass send writes one line per
-recipient it reaches (with its ``msg_id``). The same entries stay in memory (numbered by ``seq``) so
-the chat page and ``sim chat`` can show pushes as they arrive: :meth:`DeliveryLog.since` and
-:meth:`DeliveryLog.wait`.
+``api`` is ``custom``, ``mass``, ``preview``, ``template`` or ``reply``; a mass send writes one line
+per recipient it reaches (with its ``msg_id``); ``reply`` is a passive reply (``msgtype`` text or
+news; a news ``content`` is the article's title, description and URL, one a line), logged when the
+driver reports it. The same entries stay in memory (numbered by ``seq``) so the chat page and
+``sim chat`` can show pushes as they arrive: :meth:`DeliveryLog.since` and :meth:`DeliveryLog.wait`
+(their push feeds leave ``reply`` entries out: the exchange itself shows the reply).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ KEPT_IN_MEMORY = 5000
 """How many recent entries the live feed keeps (the file keeps them all)."""
 
 
-def iso_time(seconds: float, timezone: str) -> str:
-    """``seconds`` since the epoch as ISO 8601 with the offset of ``timezone``."""
-    return datetime.fromtimestamp(seconds, ZoneInfo(timezone)).isoformat(timespec="seconds")
+def iso_time(seconds: float, timezone: str, timespec: str = "seconds") -> str:
+    """``seconds`` since the epoch as ISO 8601 with the offset of ``timezone``, to ``timespec``
+    (``seconds`` or ``milliseconds``: truncated, as :meth:`datetime.isoformat` does)."""
+    return datetime.fromtimestamp(seconds, ZoneInfo(timezone)).isoformat(timespec=timespec)
 
 
 class DeliveryLog:
@@ -48,7 +52,7 @@ class DeliveryLog:
             self._seq += 1
             entry = {
                 "seq": self._seq,
-                "time": iso_time(at, self.timezone),
+                "time": iso_time(at, self.timezone, "milliseconds"),
                 "openid": openid,
                 "user": user,
                 "api": api,

@@ -6,7 +6,11 @@ most
 timeout, a refused connection or a non-200 answer, ``attempts`` times in all. The answer is read
 and validated by ``bot.simulator.wire.read_reply``; when no valid answer came, the subscriber sees
 :data:`FAILURE_NOTICE`, as in the real client. Before posting, the driver tells the platform what
-the subscriber did (``report``), because WeChat knows it before the account does.
+the subscriber did (``report``), because WeChat knows it before the account does; after a valid
+text or news reply to a subscriber's action, it tells the platform what WeChat showed them
+(``replied``, once per action whatever the re-deliveries), which the platform logs as
+``api: "reply"``. In-process drivers pass the platform's own methods; a driver in another process
+passes :func:`api_reporter` and :func:`api_replier`, which post to the fake API.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ ACCOUNT_ID = "gh_simulated0001"
 
 Report = Callable[[str, str, str, float], None]
 """``report(openid, activity, name, at)``: tells the platform what a subscriber did."""
+
+Replied = Callable[[str, str, str, str, float], object]
+"""``replied(openid, name, msgtype, content, at)``: tells the platform which passive reply it
+showed a subscriber (msgtype ``text`` or ``news``)."""
 
 
 def openid_for(name: str) -> str:
@@ -131,10 +139,12 @@ class Driver:
         deliveries: int = DELIVERIES,
         account: str = ACCOUNT_ID,
         now: Callable[[], float] = clock.now,
+        replied: Replied | None = None,
     ) -> None:
         if deliveries < 1:
             raise ValueError("deliveries must be at least 1")
         self.url, self.settings, self.report = webhook_url, settings, report
+        self.replied = replied
         self.timeout, self.deliveries, self.account, self.now = timeout, deliveries, account, now
         self._local = threading.local()
         self.envelope = Envelope(settings.token, settings.aes_key, settings.appid)
@@ -156,7 +166,11 @@ class Driver:
             return Exchange(user, openid, action.label, "")
         xml = build_message(action.kind, openid, self.account, create_time=int(at),
                             **action.fields)
-        return self.deliver(xml, user=user, label=action.label)
+        exchange = self.deliver(xml, user=user, label=action.label)
+        shown = shown_reply(exchange)
+        if self.replied is not None and shown is not None:
+            self.replied(openid, user, *shown, self.now())
+        return exchange
 
     def deliver(self, xml: str, user: str = "", label: str = "") -> Exchange:
         """Post plaintext ``xml`` (signed for the mode) with re-deliveries; read the answer."""
@@ -217,6 +231,21 @@ class Driver:
         return self.deliver(xml, label=f"[{fields.get('Event', 'event')}]")
 
 
+def shown_reply(exchange: Exchange) -> tuple[str, str] | None:
+    """``(msgtype, content)`` of the text or news reply the subscriber was shown, else None.
+
+    A news reply's content is its article's title, description and URL, one a line.
+    """
+    reply = exchange.reply
+    if exchange.problem or reply is None or reply.kind not in ("text", "news"):
+        return None
+    if reply.kind == "text":
+        return "text", reply.text
+    item = reply.fields["Articles"]["item"]
+    parts = (item.get("Title"), item.get("Description"), item.get("Url"))
+    return "news", "\n".join(str(part) for part in parts if part)
+
+
 def _field(xml: str, name: str) -> str:
     return str(xmltodict.parse(xml)["xml"].get(name) or "")
 
@@ -237,3 +266,21 @@ def api_reporter(api_base: str, http: requests.Session | None = None) -> Report:
             log.warning("could not tell the fake API at %s: %s", api_base, exc)
 
     return report
+
+
+def api_replier(api_base: str, http: requests.Session | None = None) -> Replied:
+    """A :data:`Replied` that posts to the fake API's ``/sim/reply``; failures are logged.
+
+    As with :func:`api_reporter`, the platform stamps the reply with its own clock.
+    """
+    session = http or requests.Session()
+
+    def replied(openid: str, name: str, msgtype: str, content: str, at: float) -> None:
+        try:
+            answer = session.post(f"{api_base}/sim/reply", timeout=3, json={
+                "openid": openid, "name": name, "msgtype": msgtype, "content": content})
+            answer.raise_for_status()
+        except requests.RequestException as exc:
+            log.warning("could not tell the fake API at %s: %s", api_base, exc)
+
+    return replied

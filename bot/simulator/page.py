@@ -2,7 +2,8 @@
 
 Served by the ``sim api`` process at ``/`` (template ``templates/chat.html``, script
 ``static/chat.js``). The page sends through the server's :class:`~bot.simulator.driver.Driver`
-(which signs and posts to the webhook as WeChat does) and hears pushes over server-sent events::
+(which signs and posts to the webhook as WeChat does) and hears pushes over server-sent events;
+its header names the kind of account the fake API plays (``verified subscription account``...)::
 
     GET  /                         the page
     POST /sim/act   {"user", "line"}   one chat line or slash command -> the exchange as JSON
@@ -27,6 +28,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from flask.typing import ResponseReturnValue
 
 from bot.simulator.actions import USAGE, ActionError, parse_action
+from bot.wechat import privileges
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,12 @@ escapes (as ``json.dumps`` writes Chinese: twice its UTF-8 size), and the user n
 def index() -> ResponseReturnValue:
     """The chat page."""
     driver = current_app.extensions["sim.driver"]
+    platform = current_app.extensions["sim.platform"]
     return render_template(
         "chat.html",
         users=list(DEFAULT_USERS),
+        kind=privileges.describe(platform.account_type, platform.verified),
+        channels=", ".join(privileges.channels_for(platform.account_type, platform.verified)),
         webhook=driver.url if driver else "",
         mode=driver.settings.mode if driver else "",
         usage=USAGE.strip(),

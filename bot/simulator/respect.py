@@ -3,9 +3,11 @@
 :func:`check` reads the scenario's ``timeline.jsonl`` (``time``, ``openid``, ``event``:
 subscribe, unsubscribe, message, optout, optin, timezone, quiet) and the delivery log, replays
 each subscriber's state as the bot should know it (chat commands are messages too; unsubscribing
-forgets every choice), and counts, for the digests that were delivered: the most to one
+forgets every choice), and counts, for the digests that were delivered (customer-service
+messages, broadcasts, and the news a visit digest adds to a passive reply): the most to one
 subscriber in any 24 h and any 7 days, those in quiet hours, to the opted-out, unsubscribed or
-90-day silent, outside the 48 h window, duplicates (two for one slot), the subscribers left
+90-day silent, customer-service ones outside the 48 h window, duplicates (two for one slot), the
+subscribers left
 without a decision in a run's ledger, and coverage (the share of subscribers who, at some slot,
 wanted a digest and could get one, who got at least one).
 """
@@ -24,14 +26,20 @@ from zoneinfo import ZoneInfo
 import redis
 
 from bot.config import Config
-from bot.push import runs
+from bot.push import runs, visits
 from bot.state import Keys
 
-DIGEST_MARKS = ("为你挑选的", "picked for you:")
-"""Text that tells a digest from other customer-service messages (late answers)."""
+DIGEST_MARKS = ("为你挑选的", "picked for you:", *visits.MARKS.values())
+"""Text that tells a digest from other messages: a scheduled digest's first line, or the block a
+visit digest adds to a passive reply (:mod:`bot.push.visits`)."""
 
-LOG_RESOLUTION = 0.999
-"""The delivery log keeps whole seconds: a send logged at second S happened before S + 1."""
+DIGEST_APIS = ("custom", "mass", "reply")
+"""Delivery-log entries that may carry a digest: customer-service messages, broadcasts (one line
+per recipient), passive replies."""
+
+LOG_RESOLUTION = 0.000999
+"""The delivery log keeps milliseconds (truncated): a send logged at millisecond M happened before
+M + 1 ms."""
 
 COMMAND_EVENTS = frozenset({"optout", "optin", "timezone", "quiet", "message"})
 """Timeline events that were text messages (they open the 48 h window)."""
@@ -115,21 +123,24 @@ def check(
     for line in deliveries.read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
         content = entry.get("content", "")
-        if entry.get("api") == "custom" and any(mark in content for mark in DIGEST_MARKS):
+        if entry.get("api") in DIGEST_APIS and any(mark in content for mark in DIGEST_MARKS):
             when = dt.datetime.fromisoformat(entry["time"]).timestamp()
-            digests[entry["openid"]].append(when)
+            digests[entry["openid"]].append((when, entry["api"]))
     figures = dict.fromkeys(
         ("digests_delivered", "in_quiet_hours", "to_opted_out", "to_unsubscribed",
          "to_silent_90_days", "outside_48h_window", "duplicates"), 0)
     most_day = most_week = 0
     digest = config.push.digests[0]
-    for openid, times in digests.items():
-        times.sort()
+    by_api: dict[str, int] = defaultdict(int)
+    for openid, sends in digests.items():
+        sends.sort()
+        times = [when for when, _ in sends]
         figures["digests_delivered"] += len(times)
         most_day = max(most_day, _most_within(times, 86400))
         most_week = max(most_week, _most_within(times, 7 * 86400))
         slots: dict[float, int] = defaultdict(int)
-        for when in times:
+        for when, api in sends:
+            by_api[api] += 1
             slots[runs.last_slot(digest, zone, when)] += 1
             known = _at(people[openid], when + LOG_RESOLUTION)
             if known is None or not known["subscribed"]:
@@ -140,7 +151,8 @@ def check(
             silent = limits.inactive_days * 86400
             if known["last_seen"] is None or when - known["last_seen"] > silent:
                 figures["to_silent_90_days"] += 1
-            if known["last_message"] is None or when - known["last_message"] > 48 * 3600:
+            if api == "custom" and (  # only customer-service messages need the window
+                    known["last_message"] is None or when - known["last_message"] > 48 * 3600):
                 figures["outside_48h_window"] += 1
             if _in_quiet(when, known["zone"], known["quiet"]):
                 figures["in_quiet_hours"] += 1
@@ -176,6 +188,7 @@ def check(
         most_digests_in_24h=most_day,
         most_digests_in_7d=most_week,
         caps=f"{limits.per_day}/24h, {limits.per_week}/7d",
+        digests_by_api=dict(sorted(by_api.items())),
         undecided_after_recovery=undecided,
         still_deferred=r.zcard(Keys.push_due()),
         coverage=round(got / wanted, 3) if wanted else None,

@@ -1,6 +1,7 @@
 """A synthetic month of subscribers, replayed in virtual time through the real bot.
 
-``python -m bot sim scenario --subscribers N --days D --seed S [--chaos] [--json]`` builds a
+``python -m bot sim scenario --subscribers N --days D --seed S [--chaos] [--json] [--account-type
+subscription|service] [--verified true|false] [--channel ...]`` builds a
 folder (``--out``) with its own embedded Redis, config and content (the account's articles plus
 one dated article a day), then runs, in one virtual time
 (:class:`~bot.simulator.clock.SharedClock`):
@@ -86,6 +87,15 @@ TOPICS = [
 ]
 
 
+@dataclass(frozen=True)
+class Account:
+    """The kind of account a scenario plays, and its digest's channel."""
+
+    type: str = "subscription"
+    verified: bool = True
+    channel: str = "tag"
+
+
 @dataclass
 class Person:
     """One synthetic subscriber and their plans."""
@@ -146,8 +156,17 @@ def _people(count: int, start: float, days: int, rng: random.Random) -> list[Per
     return people
 
 
-def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tuple[Path, Path]:
-    """Config and content folders for the scenario."""
+def default_channel(account_type: str, verified: bool) -> str:
+    """The digest channel a scenario of this kind uses unless told: the one each kind is for."""
+    if not verified:
+        return "visit"
+    return "tag" if account_type == "subscription" else "custom"
+
+
+def _write_world(
+    out: Path, start: float, days: int, rng: random.Random, account: Account
+) -> tuple[Path, Path]:
+    """Config and content folders for the scenario, for the kind of account ``account`` says."""
     import shutil
 
     config_dir, content_dir = out / "config", out / "content"
@@ -155,9 +174,15 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
     shutil.rmtree(content_dir, ignore_errors=True)
     shutil.copytree(ROOT / "config", config_dir)
     shutil.copytree(ROOT / "content", content_dir)
+    (config_dir / "account.yaml").write_text(
+        f"type: {account.type}\nverified: {str(account.verified).lower()}\n"
+        "timezone: Asia/Shanghai\n",
+        encoding="utf-8",
+    )
     (config_dir / "push.yaml").write_text(
         "limits:\n  per_day: 1\n  per_week: 3\n  quiet_start: 22\n  quiet_end: 8\n"
-        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n    items: 3\n",
+        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n"
+        f"    channel: {account.channel}\n    items: 3\n",
         encoding="utf-8",
     )
     search = config_dir / "search.yaml"
@@ -186,9 +211,22 @@ def _write_world(out: Path, start: float, days: int, rng: random.Random) -> tupl
 
 
 def work() -> None:
-    """One worker process of the scenario: the bot's own worker, logging only warnings."""
+    """One worker process of the scenario: the bot's own worker, logging only warnings.
+
+    It ends itself when the scenario's process is gone (killed, say, by a test's timeout): left
+    running, it would take the jobs of the next scenario in the same folder, against an API that
+    no longer answers.
+    """
     from bot.worker import run_worker
 
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.killpg(os.getpgid(0), signal.SIGKILL)  # the worker and its work horse
+
+    threading.Thread(target=orphaned, daemon=True).start()
     run_worker(logging_level="WARNING")
 
 
@@ -283,7 +321,8 @@ def _wait_idle(r, queues: list, timeout: float) -> bool:  # noqa: ANN001
 
 
 def replay(
-    subscribers: int, days: int, seed: int, chaos: bool, out: Path, workers: int = 2
+    subscribers: int, days: int, seed: int, chaos: bool, out: Path, workers: int = 2,
+    account: Account | None = None,
 ) -> dict:
     """Run the scenario; returns the figures (also written to ``out/figures.json``)."""
     from bot import clock, services, state, worker
@@ -313,7 +352,8 @@ def replay(
     url, _ = state.ensure_embedded(data_dir)
     zone = ZoneInfo("Asia/Shanghai")
     start = dt.datetime(2030, 3, 4, 0, 0, tzinfo=zone).timestamp()
-    config_dir, content_dir = _write_world(out, start, days, rng)
+    account = account or Account()
+    config_dir, content_dir = _write_world(out, start, days, rng, account)
     people = _people(subscribers, start, days, rng)
     base = Settings(
         redis_url=url, data_dir=data_dir, config_dir=config_dir, content_dir=content_dir
@@ -326,7 +366,8 @@ def replay(
     timeline_path, deliveries_path = out / "timeline.jsonl", out / "deliveries.jsonl"
     timeline_path.unlink(missing_ok=True)
     deliveries_path.unlink(missing_ok=True)
-    api_app = create_api(base, log_path=deliveries_path, virtual_clock=shared)
+    api_app = create_api(base, log_path=deliveries_path, virtual_clock=shared,
+                         account_type=account.type, verified=account.verified)
     api_server = BackgroundServer(api_app).start()
     platform = api_app.extensions["sim.platform"]
     settings = Settings(
@@ -343,6 +384,7 @@ def replay(
         web.url + "/wechat",
         settings,
         report=lambda openid, kind, name, at: platform.record(openid, kind, name),
+        replied=platform.show_reply,
         now=clock.now,
     )
 
@@ -373,7 +415,15 @@ def replay(
         with written:  # several subscribers act at once, from the driver's threads
             timeline.write(json.dumps(row, ensure_ascii=False) + "\n")
 
+    following: dict[str, bool] = {}
+
     def act(person: Person, action: str, argument: str) -> None:
+        if action in ("follow", "refollow"):
+            following[person.name] = True
+        elif not following.get(person.name):
+            return  # WeChat carries nothing from someone who does not follow the account
+        elif action == "unsubscribe":
+            following[person.name] = False
         line = {
             "follow": f"/subscribe {person.scene}".strip(),
             "refollow": "/subscribe",
@@ -478,7 +528,13 @@ def replay(
         api_server.stop()
         clock.reset()
         state.stop_embedded(data_dir)
+    calls, refusals = platform.counts()
     figures.update(
+        account=f"{'verified' if account.verified else 'unverified'} {account.type}",
+        channel=account.channel,
+        refused_48001=refusals.get(48001, 0),
+        api_errors=dict(sorted(refusals.items())),
+        api_calls=dict(sorted(calls.items())),
         subscribers=subscribers,
         days=days,
         seed=seed,
@@ -500,6 +556,13 @@ def replay(
 @click.option("--chaos", is_flag=True, help="SIGKILL workers (or their horses) at random moments.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--workers", default=2, show_default=True, help="RQ worker processes.")
+@click.option("--account-type", type=click.Choice(["subscription", "service"]),
+              default="subscription", show_default=True, help="The kind of account played.")
+@click.option("--verified", type=click.Choice(["true", "false"]), default="true",
+              show_default=True, help="Whether WeChat verified it (personal accounts: false).")
+@click.option("--channel", type=click.Choice(["visit", "tag", "custom", "mass"]), default=None,
+              help="The digest's channel (default: visit unverified, tag for a verified "
+                   "subscription account, custom for a verified service account).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -508,10 +571,21 @@ def replay(
     help="Folder for Redis, config, content and the logs.",
 )
 def scenario(
-    subscribers: int, days: int, seed: int, chaos: bool, as_json: bool, workers: int, out: Path
+    subscribers: int, days: int, seed: int, chaos: bool, as_json: bool, workers: int,
+    account_type: str, verified: str, channel: str | None, out: Path,
 ) -> None:
     """Replay synthetic subscribers for DAYS days through webhook, workers and the fake API."""
-    figures = replay(subscribers, days, seed, chaos, out.resolve(), workers)
+    from bot.wechat import privileges
+
+    is_verified = verified == "true"
+    channel = channel or default_channel(account_type, is_verified)
+    if channel not in privileges.channels_for(account_type, is_verified):
+        raise click.BadParameter(
+            f"this {privileges.describe(account_type, is_verified)} cannot use channel {channel!r} "
+            f"(it can: {', '.join(privileges.channels_for(account_type, is_verified))})",
+            param_hint="--channel")
+    account = Account(account_type, is_verified, channel)
+    figures = replay(subscribers, days, seed, chaos, out.resolve(), workers, account)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return

@@ -6,6 +6,8 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:lock:<openid>:<delivery-id>     the delivery being answered right now (TTL: the deadline)
     bot:late:<openid>:<delivery-id>     an answer that missed the deadline, for the late job
     bot:late-sent:<openid>:<delivery-id>  set when that answer went to the API (sent once)
+    bot:kept:<openid>                   answers that missed every delivery, for the next reply:
+                                        delivery-id -> question and answer (hash, TTL 7 days)
     bot:url:<timestamp>:<nonce>         SHA-1 of the plaintext body first signed so (TTL 2 windows)
     bot:session:<openid>                the last question and how far "more" has gone (TTL 10 min)
     bot:user:<openid>                   subscriber record (hash)
@@ -13,6 +15,7 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
     bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
     bot:api:token-lock                  held by the one process refreshing the token (TTL 15 s)
+    bot:api:token-forced                a stable token was force-refreshed (TTL 30 s, the least gap)
     bot:push:members                    subscribed openids, scored by follow time (zset)
     bot:push:interests:<openid>         interest terms learned from questions, weighted (zset)
     bot:push:logs                       openid -> digest sends of 7 days, "run time;..." (hash)
@@ -31,6 +34,8 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
                                         the run and chunk that claimed it (TTL 26 h)
     bot:push:mass-msg:<msg_id>          the run a mass send belongs to, its receipt (hash, 35 days)
     bot:push:runs                       run ids, scored by their slot time (zset)
+    bot:push:tag:<digest>               a tag digest's WeChat tag id and last broadcast (hash)
+    bot:push:tag-changes                openids who said stop since: untag them (set)
     bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
     bot:clock:offset                    simulations only: seconds added to the server clock
     bot:content:generation              bumped by `content reload`: web processes rescan content/
@@ -74,6 +79,11 @@ class Keys:
         return f"{PREFIX}:late-sent:{openid}:{delivery}"
 
     @staticmethod
+    def kept(openid: str) -> str:
+        """Answers that missed every delivery (no customer-service API): for the next reply."""
+        return f"{PREFIX}:kept:{openid}"
+
+    @staticmethod
     def signed_url(timestamp: str, nonce: str) -> str:
         """The SHA-1 of the plaintext body first posted under a signed URL (replay guard)."""
         return f"{PREFIX}:url:{timestamp}:{nonce}"
@@ -112,6 +122,11 @@ class Keys:
     def api_token_lock() -> str:
         """Held by the process that is fetching a new access token."""
         return f"{PREFIX}:api:token-lock"
+
+    @staticmethod
+    def api_token_forced() -> str:
+        """Set for 30 s after a ``force_refresh`` of the stable token (the platform's gap)."""
+        return f"{PREFIX}:api:token-forced"
 
     @staticmethod
     def push_members() -> str:
@@ -209,6 +224,16 @@ class Keys:
         return f"{PREFIX}:push:runs"
 
     @staticmethod
+    def push_tag(digest: str) -> str:
+        """A tag digest's WeChat tag (``id``) and when its last broadcast was settled (``last``)."""
+        return f"{PREFIX}:push:tag:{digest}"
+
+    @staticmethod
+    def push_tag_changes() -> str:
+        """Openids who opted out since the tags were last brought in step (set)."""
+        return f"{PREFIX}:push:tag-changes"
+
+    @staticmethod
     def push_report(day: str) -> str:
         """Decisions of one UTC day, ``<digest>|<reason>`` -> count."""
         return f"{PREFIX}:push:report:{day}"
@@ -224,6 +249,7 @@ class Keys:
         return [
             Keys.user(openid),
             Keys.session(openid),
+            Keys.kept(openid),
             Keys.scenes(openid),
             Keys.push_interests(openid),
             Keys.push_pending(openid),

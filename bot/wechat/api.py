@@ -1,11 +1,16 @@
 """The bot's client for the WeChat outbound API (PLATFORM.md section 5).
 
-One access token serves every process: it lives in Redis (:meth:`Keys.api_token`), and only the
-process holding :meth:`Keys.api_token_lock` fetches a new one while the others wait for it. When a
-call answers 40001/40014/42001 the token is dropped only if it is still the one that failed (a
-compare-and-delete script, so a fresh token another process just fetched survives), refreshed and
-the call retried once. Every HTTP call has a timeout; nothing retries without bound (wechatpy's
-client does, so it is not used here).
+One access token serves every process: the *stable* token (``POST /cgi-bin/stable_token``), which,
+unlike ``/cgi-bin/token``, does not invalidate the tokens other processes or the operator's other
+tools hold. It lives in Redis (:meth:`Keys.api_token`) until 5 minutes before it expires (the
+platform renews a stable token in its last 5 minutes and keeps the old one valid meanwhile), and
+only the process holding :meth:`Keys.api_token_lock` fetches it while the others wait. When a call
+answers 40001/40014/42001 the token is dropped only if it is still the one that failed (a
+compare-and-delete script, so a fresh token another process just fetched survives), fetched again
+and the call retried once; if the platform hands back the very token that failed, the client asks
+for ``force_refresh`` (the platform allows 20 a day, 30 s apart: :meth:`Keys.api_token_forced`
+keeps the processes to one per :data:`FORCE_GAP` seconds). Every HTTP call has a timeout;
+nothing retries without bound (wechatpy's client does, so it is not used here).
 
 Exceptions::
 
@@ -58,6 +63,13 @@ TOKEN_MARGIN = 300
 
 LOCK_SECONDS = 15
 """How long the refresh lock is held at most (longer than one token request can take)."""
+
+FORCE_GAP = 30
+"""Seconds between two ``force_refresh`` requests of the stable token (the platform's minimum).
+WeChat's stable_token doc: force_refresh "每天限用20次... 两次间隔需要大于30秒"."""
+
+MASS_TAG_MEMBERS = 50
+"""Openids one ``tags/members/batchtagging`` or ``batchuntagging`` call takes (40032 above)."""
 
 class ApiError(Exception):
     """WeChat answered with a non-zero ``errcode``."""
@@ -136,6 +148,42 @@ class WeChatApi:
         }
         return int(self.call(path, body).get("msg_id", 0))
 
+    def mass_send_tag(self, tag_id: int, content: str, clientmsgid: str) -> int:
+        """A mass text to the members of tag ``tag_id`` at the moment of the call (``sendall``);
+        returns the ``msg_id``."""
+        audience = {"filter": {"is_to_all": False, "tag_id": tag_id}}
+        return self._mass("/cgi-bin/message/mass/sendall", audience, content, clientmsgid)
+
+    # --- user tags -------------------------------------------------------------------------------
+
+    def tags(self) -> dict[str, int]:
+        """The account's tags: name -> id."""
+        answer = self.call("/cgi-bin/tags/get", None, method="GET")
+        return {str(t["name"]): int(t["id"]) for t in answer.get("tags", [])}
+
+    def create_tag(self, name: str) -> int:
+        """A new tag called ``name``; returns its id."""
+        return int(self.call("/cgi-bin/tags/create", {"tag": {"name": name}})["tag"]["id"])
+
+    def tag_members(self, tag_id: int, openids: list[str], add: bool = True) -> None:
+        """Put ``openids`` (at most :data:`MASS_TAG_MEMBERS`) in tag ``tag_id``, or remove them."""
+        if not 1 <= len(openids) <= MASS_TAG_MEMBERS:
+            raise ValueError(f"tagging takes 1 to {MASS_TAG_MEMBERS} openids a call")
+        path = "batchtagging" if add else "batchuntagging"
+        self.call(f"/cgi-bin/tags/members/{path}", {"openid_list": openids, "tagid": tag_id})
+
+    def tagged(self, tag_id: int) -> list[str]:
+        """Every openid in tag ``tag_id`` (read page by page)."""
+        found: list[str] = []
+        after = ""
+        while True:
+            answer = self.call("/cgi-bin/user/tag/get", {"tagid": tag_id, "next_openid": after})
+            page = (answer.get("data") or {}).get("openid") or []
+            found.extend(page)
+            after = answer.get("next_openid") or ""
+            if not page or not after:
+                return found
+
     # --- menu ------------------------------------------------------------------------------------
 
     def create_menu(self, body: dict[str, Any]) -> None:
@@ -157,10 +205,17 @@ class WeChatApi:
             if exc.code not in TOKEN_ERRORS:
                 raise
             drop_if_same(self.redis, Keys.api_token(), token)
-            return self._request(method, path, body, self.token())
+            fresh = self.token(failed=token)
+            if fresh == token:  # the platform still hands out the token it refuses
+                raise
+            return self._request(method, path, body, fresh)
 
-    def token(self) -> str:
-        """The shared access token, fetched under the lock when there is none."""
+    def token(self, failed: str = "") -> str:
+        """The shared access token, fetched under the lock when there is none.
+
+        ``failed`` is a token the platform just refused: if fetching gives it back, the client
+        forces a new one (at most once per :data:`FORCE_GAP` s across processes).
+        """
         deadline = time.monotonic() + LOCK_SECONDS + READ_TIMEOUT
         while True:
             cached = self.redis.get(Keys.api_token())
@@ -169,32 +224,40 @@ class WeChatApi:
             owner = secrets.token_hex(8)
             if self.redis.set(Keys.api_token_lock(), owner, nx=True, ex=LOCK_SECONDS):
                 try:
-                    return self._refresh()
+                    return self._refresh(failed)
                 finally:
                     drop_if_same(self.redis, Keys.api_token_lock(), owner)
             if time.monotonic() > deadline:
                 raise ApiUnreachable("timed out waiting for another process's token", False)
             time.sleep(0.05)
 
-    def _refresh(self) -> str:
+    def _refresh(self, failed: str) -> str:
         cached = self.redis.get(Keys.api_token())  # fetched while we waited for the lock
         if cached:
             return cached if isinstance(cached, str) else cached.decode()
+        token, expires = self._stable_token(force=False)
+        if token == failed and self.redis.set(Keys.api_token_forced(), "1", nx=True, ex=FORCE_GAP):
+            token, expires = self._stable_token(force=True)
+        self.redis.set(Keys.api_token(), token, ex=max(expires - TOKEN_MARGIN, 60))
+        return token
+
+    def _stable_token(self, force: bool) -> tuple[str, int]:
+        """``(token, expires_in)`` from ``/cgi-bin/stable_token``."""
         answer = self._send(
-            "GET",
-            "/cgi-bin/token",
-            params={
+            "POST",
+            "/cgi-bin/stable_token",
+            params={},
+            body={
                 "grant_type": "client_credential",
                 "appid": self.appid,
                 "secret": self.appsecret,
+                "force_refresh": force,
             },
         )
         token = answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise ApiError(UNREACHABLE, f"token answer without access_token: {answer!r}")
-        expires = int(answer.get("expires_in", 7200))
-        self.redis.set(Keys.api_token(), token, ex=max(expires - TOKEN_MARGIN, 60))
-        return token
+        return token, int(answer.get("expires_in", 7200))
 
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None, token: str

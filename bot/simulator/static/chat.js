@@ -141,6 +141,7 @@ function listen() {
     li.textContent = entry.time + " " + entry.api + "/" + entry.msgtype + " → " +
       (entry.user || entry.openid) + ": " + entry.content;
     $("log").appendChild(li);
+    if (entry.api === "reply") return;  // a passive reply: its exchange already shows it
     if (entry.user) {
       addUser(entry.user);
       add(entry.user, {side: "push", text: entry.content, tag: entry.api + " · " + entry.msgtype});
