@@ -14,7 +14,16 @@ and the time runs from the first enqueue until the last job is done.
 The WeChat call is a no-op in both. Prints both rates, the ratio, Redis memory per subscriber,
 and the wall time of planning plus throttling all N (the 1M target: ``--subscribers 1000000``).
 
+``--tag`` measures the tag channel instead (a verified subscription account's daily broadcast,
+:mod:`bot.push.tags`), against the simulator's platform in-process (its tags API, limits and
+quotas; calls counted): day 1 tags everyone who may receive it and broadcasts; then 1% of the
+subscribers change (half say stop, a quarter unfollow, a quarter follow), the scheduler's sync
+untags who said stop, and day 2 broadcasts. It prints the tagging calls (``batchtagging`` and
+``batchuntagging``, 50 openids each, against the platform's daily quota) day 2 spent, against
+re-tagging everyone who got day 2's broadcast (what keeping no tag state would cost each day).
+
     .venv/bin/python bench/push_fanout.py [--subscribers 100000] [--baseline 3000] [--workers 4]
+    .venv/bin/python bench/push_fanout.py --tag [--subscribers 1000000] [--changing 0.01]
 """
 
 from __future__ import annotations
@@ -152,6 +161,7 @@ def write_content(folder: Path, now: float) -> None:
     """Twenty articles from the last week, on the benchmark's terms."""
     (folder / "content").mkdir(parents=True)
     (folder / "config").mkdir()
+    (folder / "config" / "account.yaml").write_text("type: service\nverified: true\n")
     (folder / "config" / "push.yaml").write_text(
         "limits:\n  account_daily: 10000000\n"
         "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n"
@@ -232,6 +242,152 @@ def used_memory(r) -> int:
     return int(r.info("memory")["used_memory"])
 
 
+class PlatformApi:
+    """The API calls of the tag channel, answered by the simulator's platform in this process
+    (no HTTP: a million subscribers' calls would time the web server, not the bot)."""
+
+    def __init__(self, platform) -> None:  # noqa: ANN001 - bot.simulator.platform.Platform
+        self.platform = platform
+
+    def _count(self, path: str) -> None:
+        self.platform.count_call(path)
+
+    def tags(self) -> dict[str, int]:
+        self._count("/cgi-bin/tags/get")
+        return {t["name"]: t["id"] for t in self.platform.get_tags()["tags"]}
+
+    def create_tag(self, name: str) -> int:
+        self._count("/cgi-bin/tags/create")
+        return int(self.platform.create_tag({"tag": {"name": name}})["tag"]["id"])
+
+    def tagged(self, tag: int) -> list[str]:
+        found: list[str] = []
+        after = ""
+        while True:
+            self._count("/cgi-bin/user/tag/get")
+            page = self.platform.tag_page({"tagid": tag, "next_openid": after})
+            found.extend(page["data"]["openid"])
+            after = page["next_openid"]
+            if not page["data"]["openid"] or not after:
+                return found
+
+    def tag_members(self, tag: int, openids: list[str], add: bool = True) -> None:
+        self._count("/cgi-bin/tags/members/" + ("batchtagging" if add else "batchuntagging"))
+        self.platform.tag_members({"openid_list": openids, "tagid": tag}, add)
+
+    def mass_send_tag(self, tag: int, content: str, clientmsgid: str) -> int:
+        self._count("/cgi-bin/message/mass/sendall")
+        body = {"filter": {"is_to_all": False, "tag_id": tag}, "msgtype": "text",
+                "text": {"content": content}, "clientmsgid": clientmsgid}
+        return int(self.platform.send_mass(body, "all")["msg_id"])
+
+
+class CountingLog:
+    """The platform's delivery log, counting lines instead of keeping them."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def write(self, *args: object, **extra: object) -> None:
+        self.lines += 1
+
+
+def fresh(folder: Path, now: float, name: str) -> None:
+    """An article of the day on every term: everyone has something relevant each day."""
+    (folder / "content" / f"0-{name}.md").write_text(  # first among the day's articles
+        f"---\ntitle: 今日 {name}\ndate: {dt.date.fromtimestamp(now).isoformat()}\n---\n"
+        + " ".join(TERMS) + "\n", encoding="utf-8")
+
+
+TAGGING = ("/cgi-bin/tags/members/batchtagging", "/cgi-bin/tags/members/batchuntagging")
+
+
+def tag_bench(count: int, changing: float) -> None:
+    """The ``--tag`` measurement (see the module docstring)."""
+    from bot import subscribers
+    from bot.push import tags
+    from bot.simulator.platform import Platform
+
+    folder = FOLDER
+    r = state.connect(URL)
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=9, minute=5, second=0)
+    now = today.timestamp()
+    virtual = clock.VirtualClock(start=now, speed=1.0)
+    clock.install(virtual)
+    r.set(Keys.clock_offset(), repr(now - time.time()))
+    write_content(folder, now)
+    fresh(folder, now, "day1")
+    (folder / "config" / "account.yaml").write_text("type: subscription\nverified: true\n")
+    (folder / "config" / "push.yaml").write_text(
+        "limits:\n  account_daily: 10000000\n"
+        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: tag\n")
+    log = CountingLog()
+    platform = Platform("wxbench", "secret", log, account_type="subscription", verified=True)
+    t0 = time.perf_counter()
+    populate(r, "o", count, now)
+    for n in range(count):
+        platform.record(f"o{n:07d}", "follow", at=now - 30 * 86400)
+    print(f"subscribers: {count} (populated in {time.perf_counter() - t0:.1f} s)")
+    settings = Settings(redis_url=URL, config_dir=folder / "config",
+                        content_dir=folder / "content", data_dir=folder / "var")
+    s = build(settings, api=PlatformApi(platform))
+
+    def day(label: str) -> None:
+        run = runs.run_id("daily", runs.last_slot(s.config.push.digest("daily"),
+                                                  "Asia/Shanghai", clock.now()))
+        before, sent_before = dict(platform.calls), log.lines
+        started = time.perf_counter()
+        while True:
+            try:
+                counts = tags.broadcast(s, run)
+                break
+            except tags.NotYet as wait:  # the job would be enqueued again then: jump there
+                print(f"  {label}: {wait}")
+                virtual.advance(wait.seconds)
+                r.set(Keys.clock_offset(), repr(clock.now() - time.time()))
+        took = time.perf_counter() - started
+        spent = {p: platform.calls.get(p, 0) - before.get(p, 0) for p in platform.calls}
+        print(f"{label}: broadcast in {took:.1f} s, reached {log.lines - sent_before}; "
+              + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+        print("  calls: " + ", ".join(f"{p.removeprefix('/cgi-bin/')} {n}"
+                                      for p, n in sorted(spent.items()) if n))
+
+    day("day 1")
+    day1 = sum(platform.calls.get(p, 0) for p in TAGGING)
+
+    virtual.advance(86400 + 120)  # the next slot, over 24 h after day 1's sends
+    r.set(Keys.clock_offset(), repr(clock.now() - time.time()))
+    fresh(folder, clock.now(), "day2")
+    rng = random.Random(11)
+    changed = rng.sample(range(count), int(count * changing * 0.75))
+    stops, leaves = changed[: len(changed) * 2 // 3], changed[len(changed) * 2 // 3:]
+    for n in stops:
+        subscribers.answer_command(r, f"o{n:07d}", ("stop", "zh", ""), s.config)
+    for n in leaves:
+        platform.record(f"o{n:07d}", "unfollow")
+        subscribers.on_unfollow(r, f"o{n:07d}")
+    newcomers = int(count * changing * 0.25)
+    populate(r, "n", newcomers, clock.now())
+    for n in range(newcomers):
+        platform.record(f"n{n:07d}", "follow")
+    before = sum(platform.calls.get(p, 0) for p in TAGGING)
+    untagged = ticks = 0
+    while r.exists(Keys.push_tag_changes()):  # the scheduler's ticks through the day
+        untagged += tags.sync(s)
+        ticks += 1
+    synced = sum(platform.calls.get(p, 0) for p in TAGGING) - before
+    print(f"changes: {len(stops)} said stop, {len(leaves)} unfollowed, {newcomers} followed; "
+          f"{ticks} ticks' sync untagged {untagged} in {synced} calls")
+    sent_before = log.lines
+    day("day 2")
+    day2 = sum(platform.calls.get(p, 0) for p in TAGGING) - before
+    reached = log.lines - sent_before
+    full = -(-reached // 50)
+    print(f"tagging calls for day 2 with {changing:.0%} changing: {day2} (sync + broadcast), "
+          f"against {full} to re-tag everyone it reached ({reached} / 50): "
+          f"{full / max(day2, 1):.0f}x fewer; day 1 (everyone new) took {day1}")
+
+
 def main() -> None:
     global URL, FOLDER
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -239,11 +395,22 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=3000, help="naive jobs measured")
     parser.add_argument("--workers", type=int, default=4, help="RQ worker processes (2 per core:"
                         " each waits on Redis about half the time)")
+    parser.add_argument("--tag", action="store_true", help="measure the tag channel instead")
+    parser.add_argument("--changing", type=float, default=0.01,
+                        help="--tag: share of subscribers changing between the two days")
     args = parser.parse_args()
 
     FOLDER = Path(tempfile.mkdtemp(prefix="pfb-"))
     URL, _ = state.ensure_embedded(FOLDER / "var")
     r = state.connect(URL)
+    if args.tag:
+        try:
+            tag_bench(args.subscribers, args.changing)
+        finally:
+            r.flushall(asynchronous=True)
+            state.stop_embedded(FOLDER / "var")
+            shutil.rmtree(FOLDER, ignore_errors=True)
+        return
     rq_r = state.bytes_client(r)
     queue = Queue(QUEUE, connection=rq_r, serializer=JSONSerializer)
     try:
