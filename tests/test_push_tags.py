@@ -39,7 +39,7 @@ def tag_world(world, account_type: str = "subscription", followers: int = 6,
 
 def members(world) -> set[str]:
     [tag] = [i for i, name in world.platform.tags.items() if name == "digest-daily"]
-    return {s.openid for s in world.platform._members(tag)}
+    return {s.openid for s in world.platform.tagged(tag)}
 
 
 def tagging_calls(world) -> int:

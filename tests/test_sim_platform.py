@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot import clock
-from bot.simulator import platform as platform_module
+from bot.simulator import tags as tags_module
 from bot.simulator.deliveries import DeliveryLog
 from bot.simulator.platform import (
     MASS_PER_MINUTE,
@@ -533,7 +533,7 @@ def test_a_user_carries_at_most_20_tags(platform):
 
 
 def test_members_are_read_page_by_page(platform, monkeypatch):
-    monkeypatch.setattr(platform_module, "TAG_PAGE", 2)
+    monkeypatch.setattr(tags_module, "TAG_PAGE", 2)
     openids = ["o1", "o2", "o3", "o4", "o5"]
     follow(platform, *openids)
     weekly = create(platform, "周报")
@@ -564,7 +564,7 @@ def test_unfollowing_keeps_tags_but_leaves_counts_lists_and_sends(platform):
 
 
 def test_tag_apis_have_daily_quotas(platform, now, monkeypatch):
-    monkeypatch.setitem(platform_module.TAG_DAILY_QUOTAS, "tags/members", 3)
+    monkeypatch.setitem(tags_module.TAG_DAILY_QUOTAS, "tags/members", 3)
     follow(platform, "oA")
     weekly = create(platform, "周报")
     for add in (True, False, True):

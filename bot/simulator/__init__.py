@@ -2,7 +2,15 @@
 
 The bot never imports this package; it imports the bot (to play WeChat for its account).
 
-- :mod:`~bot.simulator.platform`  the platform's rules (tokens, windows, quotas, error codes)
+- :mod:`~bot.simulator.platform`  one account as WeChat sees it: composes the rules below, and
+  keeps privileges, customer-service windows, templates, menu, call and refusal counts
+- :mod:`~bot.simulator.tokens`  access tokens (``/cgi-bin/token``, ``stable_token``)
+- :mod:`~bot.simulator.tags`  user tags: create, list, delete, tagging, pages, their quotas
+- :mod:`~bot.simulator.mass`  mass sends: who they reach, their quotas
+- :mod:`~bot.simulator.subscriber`  what the platform knows of a subscriber, and their activities
+- :mod:`~bot.simulator.bodies`  request bodies read or refused: messages, menu buttons
+- :mod:`~bot.simulator.quotas`  daily quotas in the account's time zone
+- :mod:`~bot.simulator.errors`  the platform's error codes and :func:`~bot.simulator.errors.refused`
 - :mod:`~bot.simulator.deliveries`  the delivery log of accepted pushes (JSON lines, live feed)
 - :mod:`~bot.simulator.api`  the fake WeChat API over HTTP (``python -m bot sim api``)
 - :mod:`~bot.simulator.page`  the web chat page served by the same process
