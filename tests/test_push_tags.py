@@ -217,3 +217,34 @@ def test_the_scheduler_plans_a_waiting_broadcast_once_it_may_go(world):
     world.clock.advance(45)
     assert scheduler.tick(world.r, config) == [f"plan {run} (waited)"]
     assert "not_before" not in world.r.hgetall(Keys.push_plan(run))
+
+
+class Killed(BaseException):
+    """The worker died mid-broadcast (SIGKILL: nothing of the attempt runs after it)."""
+
+
+@pytest.mark.parametrize("went_out", [False, True], ids=["before-the-call", "after-the-call"])
+def test_a_broadcast_whose_worker_died_is_made_once_by_the_retry(world, monkeypatch, went_out):
+    tag_world(world)
+    world.clock.advance(3600 + 180)  # 09:03
+    run = runs.run_id("daily", runs.last_slot(world.daily, "Asia/Shanghai", world.clock.now()))
+    real = world.setup.api.mass_send_tag
+
+    def dies(*args, **kwargs):
+        if went_out:
+            real(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(world.setup.api, "mass_send_tag", dies)
+    with pytest.raises(Killed):
+        tags.broadcast(world.setup, run, final_attempt=False)
+    monkeypatch.undo()
+    assert set(world.ledger(run).values()) == {"reserved"}
+    world.clock.advance(30)  # RQ's first retry: the dead attempt's lease is not over
+    with pytest.raises(runs.RetryLater):
+        tags.broadcast(world.setup, run, final_attempt=False)
+    world.clock.advance(60)
+    counts = tags.broadcast(world.setup, run, final_attempt=False)
+    assert counts == ({"unknown": 6} if went_out else {"sent": 6})  # 45065: it went out before
+    assert len(world.delivered()) == 6  # once each, either way
+    assert world.platform.refusals == ({45065: 1} if went_out else {})

@@ -9,7 +9,9 @@
 --       10 mass per 31 days (0: not checked here), 11 lease seconds, 12 dry run (1|0),
 --       13 seconds the run's ledger is kept,
 --       14-15 key prefixes (completed with the openid): user, pending hash;
---       16... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
+--       16 reclaim (1|0): a reservation left by a dead attempt is returned as reserved again
+--          (a broadcast whose call is idempotent by clientmsgid), not made unknown;
+--       17... one per subscriber: "openid <TAB> has content (1|0) <TAB> quiet intervals", the
 --       intervals as "start,end,start,end..." in epoch seconds
 -- Returns, per subscriber, decision, time, fresh: reserved (send now), busy (another attempt
 -- holds it), unknown, deferred-quiet (time = when it is due), or a final decision; fresh is 0
@@ -52,7 +54,8 @@ local sizes = in_parts('HMGET', counts, live)
 for i = 1, #live do account_used = account_used + tonumber(sizes[i] or '0') end
 
 local batch, ids = {}, {}
-for i = 16, #ARGV do
+local reclaim = ARGV[16] == '1'
+for i = 17, #ARGV do
   local openid, has_content, quiet = string.match(ARGV[i], '^([^\t]*)\t([^\t]*)\t?(.*)$')
   batch[#batch + 1] = {openid, has_content, quiet}
   ids[#ids + 1] = openid
@@ -95,6 +98,7 @@ local function one(openid, has_content, quiet)
     local state, at = string.match(prev, '^([^|]+)|([^|]+)')
     if state == 'reserved' then
       if now - tonumber(at) < lease then return 'busy', at, 0 end
+      if reclaim then return 'reserved', at, 0 end
       if not dry then
         -- the attempt that reserved this send died before recording its outcome: never resend
         record(openid, 'unknown|' .. at)

@@ -21,6 +21,9 @@ on who changed, never on re-tagging everyone:
 
 If untagging fails, nothing is sent (the tag could still hold someone who must not get it) and the
 run is retried; if tagging someone fails, they are recorded ``failed-api`` and the rest get it.
+An attempt that died (a killed worker) leaves its reservations: the retry takes them back
+(``reclaim``, once they are older than the lease) and makes the call with the same
+``clientmsgid``, which the platform refuses (45065, recorded ``unknown``) if it went out before.
 """
 
 from __future__ import annotations
@@ -136,13 +139,17 @@ def broadcast(services: Services, run: str, final_attempt: bool = True) -> Count
     counts: Counter[str] = Counter()
     reach: dict[str, Decision] = {}
     items: list = []
+    busy = 0
     for openids in runs.members(r, DECIDE_BATCH, until=slot):
         candidates, _, _, items = runs.candidates_of(services, digest, slot, openids, now)
-        for d in throttle.decide(candidates):
+        for d in throttle.decide(candidates, reclaim=True):
             if d.reason == "reserved":
                 reach[d.openid] = d
             else:
+                busy += d.reason == "busy"
                 counts[d.reason if d.fresh else "already-decided"] += 1
+    if busy and not final_attempt:
+        raise runs.RetryLater(f"{run}: {busy} reservations of an attempt that may still run")
     if not reach:
         return counts
 

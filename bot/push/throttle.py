@@ -113,8 +113,15 @@ class Throttle:
             channel in BROADCASTS and account_type == "service"
         ) else 0
 
-    def decide(self, candidates: Iterable[Candidate], dry_run: bool = False) -> list[Decision]:
-        """Decide for each candidate in one script call; reserve the sends unless ``dry_run``."""
+    def decide(
+        self, candidates: Iterable[Candidate], dry_run: bool = False, reclaim: bool = False
+    ) -> list[Decision]:
+        """Decide for each candidate in one script call; reserve the sends unless ``dry_run``.
+
+        ``reclaim``: a reservation a dead attempt left (older than :data:`LEASE_SECONDS`) comes
+        back as ``reserved`` (not fresh) instead of becoming ``unknown``: only for a call that
+        cannot be made twice (a broadcast, idempotent by its ``clientmsgid``).
+        """
         batch = list(candidates)
         if not batch:
             return []
@@ -123,7 +130,7 @@ class Throttle:
             self.run, self.digest, self.channel, limits.per_day, limits.per_week,
             limits.account_daily, limits.inactive_days * 86400, MESSAGE_WINDOW - WINDOW_MARGIN,
             MESSAGE_WINDOW_SENDS, self.mass_cap, LEASE_SECONDS, 1 if dry_run else 0, RUN_TTL,
-            *_PREFIXES,
+            *_PREFIXES, 1 if reclaim else 0,
         ]
         formatted: dict[Sequence[tuple[float, float]], str] = {}
         for c in batch:
