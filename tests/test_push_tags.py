@@ -72,6 +72,8 @@ def test_a_sendall_reaches_exactly_the_tag_members(world):
     delivered = world.delivered()
     assert {e["openid"] for e in delivered} == reached and len(delivered) == 3
     assert {e["api"] for e in delivered} == {"mass"}
+    text = delivered[0]["content"]  # one text for all: in both languages, with how to stop
+    assert "为你挑选的" in text and "picked for you" in text and "退订" in text and "'stop'" in text
     ledger = world.ledger(run)
     assert {o for o, state in ledger.items() if state == "sent"} == reached
     assert world.platform.refusals == {}

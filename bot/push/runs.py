@@ -37,7 +37,7 @@ from croniter import croniter
 from bot import clock, state
 from bot.config import Digest
 from bot.push import receipts
-from bot.push.selection import FIRST_DIGEST_LOOKBACK, Catalog, Item, render
+from bot.push.selection import BOTH, FIRST_DIGEST_LOOKBACK, Catalog, Item, render
 from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle, log_entries
 from bot.state import RUN_TTL, Keys, drop_if_same
 from bot.wechat.api import RETRY, UNKNOWN, ApiError, ApiUnreachable
@@ -389,7 +389,7 @@ def _send_mass(
         return Counter(throttle.settle([(reserved[0], "failed-api", "one-recipient")]))
     msg_id = 0
     try:
-        msg_id = services.api.mass_send(openids, render(items, "zh"), clientmsgid)
+        msg_id = services.api.mass_send(openids, render(items, BOTH), clientmsgid)
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = failure(exc, final_attempt)

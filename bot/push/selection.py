@@ -84,14 +84,23 @@ class Catalog:
         return next((i.published for i in self.items if i.published <= until), 0.0)
 
 
+BOTH = "both"
+"""The language of a broadcast: one text reaches Chinese and English subscribers alike."""
+
+
 def render(picked: list[Item], lang: str) -> str:
-    """The digest's text message, in the subscriber's language, with how to stop it."""
-    if lang == "zh":
-        head = f"为你挑选的 {len(picked)} 篇新文章："
-        tail = "回复「退订」停止推送，「设置」调整频率。"
+    """The digest's text message, in the subscriber's language (or :data:`BOTH`, for a
+    broadcast), with how to stop it."""
+    zh_head = f"为你挑选的 {len(picked)} 篇新文章："
+    zh_tail = "回复「退订」停止推送，「设置」调整频率。"
+    en_head = f"{len(picked)} new article{'s' if len(picked) > 1 else ''} picked for you:"
+    en_tail = "Reply 'stop' to end digests, 'settings' to change them."
+    if lang == BOTH:
+        head, tail = f"{zh_head}\n{en_head}", f"{zh_tail}\n{en_tail}"
+    elif lang == "zh":
+        head, tail = zh_head, zh_tail
     else:
-        head = f"{len(picked)} new article{'s' if len(picked) > 1 else ''} picked for you:"
-        tail = "Reply 'stop' to end digests, 'settings' to change them."
+        head, tail = en_head, en_tail
     lines = [head]
     for n, item in enumerate(picked, 1):
         lines.append(f"{n}. {item.title}" + (f"\n   {item.url}" if item.url else ""))

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from bot import clock
 from bot.config import Digest
 from bot.push import receipts, runs
-from bot.push.selection import render
+from bot.push.selection import BOTH, render
 from bot.push.throttle import Decision, Throttle
 from bot.state import Keys
 from bot.wechat.api import MASS_TAG_MEMBERS, ApiError
@@ -196,7 +196,7 @@ def broadcast(services: Services, run: str, final_attempt: bool = True) -> Count
         return counts
     msg_id = 0
     try:
-        msg_id = services.api.mass_send_tag(tag, render(items, "zh"), clientmsgid=run)
+        msg_id = services.api.mass_send_tag(tag, render(items, BOTH), clientmsgid=run)
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = runs.failure(exc, final_attempt)
