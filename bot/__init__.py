@@ -7,11 +7,11 @@ a message and a digest travel through them):
 - ``settings``  deployment values and secrets from the environment
 - ``config``    operators' YAML under ``config/``, validated into frozen objects
 - ``app``       the Flask app factory: the webhook and ``/healthz``
-- ``wechat``    the protocol: messages, signatures, AES envelope, replies, the API client
-- ``inbound``   webhook, exactly-once delivery within the deadline, handlers, late answers
+- ``wechat``    the protocol: messages, signatures, AES envelope, replies, API client, privileges
+- ``inbound``   webhook, exactly-once delivery within the deadline, handlers, late and kept answers
 - ``subscribers``  subscriber records, preferences, windows, interests, chat commands
 - ``search``    content loading, text analysis, ranking, excerpts
-- ``push``      digest selection, throttle scripts, ledger, RQ jobs, scheduler, report
+- ``push``      digest selection, throttle scripts, ledger, channels, RQ jobs, scheduler, report
 - ``state``     Redis: connection, key layout, embedded server, Lua, write batches, shared time
 - ``worker``    the RQ queues and worker
 - ``clock``     the one source of time, settable for tests and simulations

@@ -18,7 +18,9 @@ from bot import clock
 from bot.clock import VirtualClock
 from bot.config import Config
 from bot.inbound import delivery
+from bot.inbound.encoding import LATE_MARK, decode, encode
 from bot.inbound.handlers import registry
+from bot.inbound.kept import HELD
 from bot.services import Services
 from bot.simulator.wire import build_message
 from bot.state import Keys
@@ -162,9 +164,9 @@ def test_claim_answers_once_and_makes_its_commands_once(fake_redis) -> None:
     commands = [("HINCRBY", "counter", "claims", "1")]
     assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim(mine=True)
     assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim()  # held
-    fake_redis.set(seen, delivery.encode(Text("done")))
+    fake_redis.set(seen, encode(Text("done")))
     assert delivery.claim(fake_redis, OPENID, "m1", 60, commands) == delivery.Claim(
-        answer=delivery.encode(Text("done"))
+        answer=encode(Text("done"))
     )
     assert fake_redis.hget("counter", "claims") == "1"
     fake_redis.script_flush()  # a restarted server forgot the script: it is sent again
@@ -174,9 +176,9 @@ def test_claim_answers_once_and_makes_its_commands_once(fake_redis) -> None:
 def test_claim_gives_a_kept_answer_to_one_retry_and_says_when_answers_are_kept(
     fake_redis,
 ) -> None:
-    kept, answer = Keys.kept(OPENID), delivery.encode(Text("kept"))
+    kept, answer = Keys.kept(OPENID), encode(Text("kept"))
     fake_redis.hset(kept, "m1", "{}")
-    fake_redis.set(Keys.seen(OPENID, "m1"), delivery.HELD + answer, ex=300)
+    fake_redis.set(Keys.seen(OPENID, "m1"), HELD + answer, ex=300)
     first = delivery.claim(fake_redis, OPENID, "m1", 60, [])
     assert first == delivery.Claim(answer=answer, redeemed=True)
     assert not fake_redis.exists(kept)  # the next message will not give it again
@@ -184,9 +186,9 @@ def test_claim_gives_a_kept_answer_to_one_retry_and_says_when_answers_are_kept(
     assert 0 < fake_redis.ttl(Keys.seen(OPENID, "m1")) <= 300
 
     # taken by another message first: the retry says nothing
-    fake_redis.set(Keys.seen(OPENID, "m2"), delivery.HELD + answer, ex=300)
+    fake_redis.set(Keys.seen(OPENID, "m2"), HELD + answer, ex=300)
     assert delivery.claim(fake_redis, OPENID, "m2", 60, []) == delivery.Claim(
-        answer=delivery.LATE_MARK
+        answer=LATE_MARK
     )
     fake_redis.hset(kept, "m9", "{}")
     assert delivery.claim(fake_redis, OPENID, "m3", 60, []) == delivery.Claim(mine=True, kept=True)
@@ -211,7 +213,7 @@ def test_a_late_answer_keeps_the_writes_its_handler_deferred(
     while not fake_redis.exists(Keys.late(OPENID, "m4242")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fake_redis.get("written-by-the-handler") == "1"
-    assert delivery.decode(fake_redis.get(Keys.late(OPENID, "m4242"))) == Text("late")
+    assert decode(fake_redis.get(Keys.late(OPENID, "m4242"))) == Text("late")
     assert not fake_redis.exists(Keys.lock(OPENID, "m4242"))
 
 

@@ -10,7 +10,7 @@ Two paths, chosen per account by :func:`bot.inbound.delivery.sends_later` (what
   answer rather than risking a duplicate. What a failed call does next is the API client's one
   retry policy (:attr:`bot.wechat.api.ApiError.fate`).
 - Unverified accounts (every personal one) may not call ``message/custom/send`` (48001): no job,
-  no API call. :mod:`bot.inbound.delivery` keeps the answer instead, for a re-delivery of the
+  no API call. The answer is kept instead (:mod:`bot.inbound.kept`), for a re-delivery of the
   same message, else for the reply to the subscriber's next message (``Keys.kept``), once.
 """
 
@@ -26,6 +26,7 @@ from rq import Retry
 
 from bot import services, worker
 from bot.inbound import delivery
+from bot.inbound.encoding import as_text
 from bot.push import throttle
 from bot.state import Keys
 from bot.wechat.api import RETRY, UNKNOWN, ApiError
@@ -80,7 +81,7 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         return "nothing to send"
     if not r.set(sent_key, "sending", nx=True, ex=SENT_TTL):
         return "already sent"
-    text = delivery.as_text(reply)
+    text = as_text(reply)
     try:
         bot.api.send_text(message.openid, text)
     except ApiError as exc:
