@@ -269,6 +269,9 @@ def main() -> None:
         "before/after in one run",
     )
     args = parser.parse_args()
+    if args.before and not (args.before / "bot" / "app.py").is_file():
+        parser.error(f"--before {args.before}: not a checkout of the bot (no bot/app.py there); "
+                     "make one with `git worktree add /tmp/before <commit>`")
     worker_class = args.worker_class
     if worker_class == "procfile":
         worker_class = procfile_worker_class()
