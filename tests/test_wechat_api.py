@@ -210,7 +210,7 @@ def test_a_token_another_process_refreshed_is_not_dropped(platform, store):
 @pytest.mark.parametrize(
     ("code", "fate"),
     [(45015, DROP), (43004, DROP), (48002, DROP), (45047, DROP),
-     (43101, DROP), (45009, RETRY), (45011, RETRY), (-1, RETRY)],
+     (43101, DROP), (45009, RETRY), (45011, RETRY), (-1, RETRY), (45065, UNKNOWN)],
 )
 def test_platform_errors_are_raised_once_with_their_fate(platform, store, code, fate):
     state, base = platform

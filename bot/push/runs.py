@@ -68,9 +68,6 @@ as ``unknown`` (at the API's pace, a handful), and a fast API does not pay a rou
 PERSONAL = ("custom", "visit")
 """Channels that pick articles per subscriber (the broadcasts send one pick to everyone)."""
 
-CLIENTMSGID_SENT = 45065
-"""A mass call's ``clientmsgid`` was sent before (within 24 h): a retry of a call that went out."""
-
 CATCH_UP = 3600
 """A slot missed by longer than this (the scheduler was down) is not sent late."""
 
@@ -215,19 +212,13 @@ def process_chunk(
     Raises :class:`RetryLater` when quota or outage errors left sends to retry (unless this is
     the ``final_attempt``, which records them as ``failed-api``).
     """
-    r = services.redis
     name, slot = parse_run(run)
     digest = services.config.push.digest(name)
     if digest.channel == "visit":
         raise ValueError(f"{run}: a visit digest is decided on replies (bot.push.visits), "
                          "not in chunks")
-    config = services.config
     now = clock.now()
-    throttle = Throttle(
-        r, run, digest.name, digest.channel, config.push.limits,
-        day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
-        account_type=config.account.type,
-    )
+    throttle = throttle_for(services, digest, run, now)
     candidates, picks, langs, mass_items = candidates_of(services, digest, slot, openids, now)
     decisions = throttle.decide(candidates)
     counts: Counter[str] = Counter(
@@ -245,6 +236,19 @@ def process_chunk(
     if counts.get("retry") and not final_attempt:
         raise RetryLater(f"{run}: {counts['retry']} sends to retry after a quota or outage error")
     return counts
+
+
+def throttle_for(
+    services: Services, digest: Digest, run: str, now: float = 0.0, day: str = ""
+) -> Throttle:
+    """The throttle of ``run``, counting its decisions in the report of ``day`` (default: the UTC
+    day of ``now``)."""
+    config = services.config
+    return Throttle(
+        services.redis, run, digest.name, digest.channel, config.push.limits,
+        day=day or dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
+        account_type=config.account.type,
+    )
 
 
 def candidates_of(
@@ -311,11 +315,7 @@ def preview(services: Services, run: str, openids: list[str]) -> list[tuple[str,
     """What :func:`process_chunk` would decide now, without reserving or sending anything."""
     name, slot = parse_run(run)
     digest = services.config.push.digest(name)
-    config = services.config
-    throttle = Throttle(
-        services.redis, run, digest.name, digest.channel, config.push.limits, day="preview",
-        account_type=config.account.type,
-    )
+    throttle = throttle_for(services, digest, run, day="preview")
     candidates, picks, _, _ = candidates_of(services, digest, slot, openids, clock.now())
     decisions = throttle.decide(candidates, dry_run=True)
     return [(d.openid, d.reason, picks[d.openid]) for d in decisions]
@@ -323,9 +323,10 @@ def preview(services: Services, run: str, openids: list[str]) -> list[tuple[str,
 
 def failure(exc: ApiError, final_attempt: bool) -> tuple[str, str, bool]:
     """``(outcome, detail, stop calling)`` for an API error, by its fate (the one retry policy)."""
-    detail = "timeout" if exc.fate == UNKNOWN else (
-        "unreachable" if isinstance(exc, ApiUnreachable) else str(exc.code)
-    )
+    if isinstance(exc, ApiUnreachable):
+        detail = "timeout" if exc.fate == UNKNOWN else "unreachable"
+    else:
+        detail = str(exc.code)
     if exc.fate == UNKNOWN:
         return "unknown", detail, False
     if exc.fate == RETRY:
@@ -393,8 +394,6 @@ def _send_mass(
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = failure(exc, final_attempt)
-        if exc.code == CLIENTMSGID_SENT:  # a retry after a crash: it went out before
-            outcome, detail = "unknown", str(exc.code)
     counts = Counter(throttle.settle([(d, outcome, detail) for d in reserved]))
     if msg_id:
         receipts.record_send(r, str(msg_id), run, len(openids))
@@ -404,10 +403,10 @@ def _send_mass(
 def nothing_sent(exc: ApiError) -> bool:
     """Whether a failed mass call left the day's quota unused (so another attempt may use it).
 
-    Not when it may have been delivered (its fate is unknown), after 45065 (this clientmsgid was
-    sent before), or 45028 (the day's quota is gone: more calls would only fail the same way).
+    Not when it may have been delivered (its fate is unknown, 45065 included), or after 45028
+    (the day's quota is gone: more calls would only fail the same way).
     """
-    return exc.fate != UNKNOWN and exc.code not in (45065, 45028)
+    return exc.fate != UNKNOWN and exc.code != 45028
 
 
 # --- a subscription account's one broadcast a day (the tag channel's) ----------------------------

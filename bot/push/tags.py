@@ -28,7 +28,6 @@ An attempt that died (a killed worker) leaves its reservations: the retry takes 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -38,7 +37,7 @@ from bot import clock
 from bot.config import Digest
 from bot.push import receipts, runs
 from bot.push.selection import BOTH, render
-from bot.push.throttle import Decision, Throttle
+from bot.push.throttle import Decision
 from bot.state import Keys
 from bot.wechat.api import MASS_TAG_MEMBERS, ApiError
 
@@ -131,11 +130,7 @@ def broadcast(services: Services, run: str, final_attempt: bool = True) -> Count
     wait = float(previous.get("last") or -86400) + 86400 + 1 - now
     if previous.get("run") != run and 0 < wait <= MAX_WAIT:
         raise NotYet(wait)
-    throttle = Throttle(
-        r, run, digest.name, digest.channel, config.push.limits,
-        day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
-        account_type=config.account.type,
-    )
+    throttle = runs.throttle_for(services, digest, run, now)
     counts: Counter[str] = Counter()
     reach: dict[str, Decision] = {}
     items: list = []
@@ -200,8 +195,6 @@ def broadcast(services: Services, run: str, final_attempt: bool = True) -> Count
         outcome, detail = "sent", ""
     except ApiError as exc:
         outcome, detail, _ = runs.failure(exc, final_attempt)
-        if exc.code == runs.CLIENTMSGID_SENT:  # a retry after a crash: it went out before
-            outcome, detail = "unknown", str(exc.code)
         if day and runs.nothing_sent(exc):
             runs.release_mass_day(r, day, run)
     settle(reach.values(), outcome, detail)

@@ -17,15 +17,12 @@ news too), so no decision is recorded then.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
 from bot import clock
-from bot.config import Digest
 from bot.push import runs
 from bot.push.selection import Item
-from bot.push.throttle import Throttle
 from bot.state import RUN_TTL, Keys
 
 if TYPE_CHECKING:
@@ -84,7 +81,7 @@ def offer(services: Services, openid: str, room: int) -> str:
     if candidate.has_content and len(block.encode("utf-8")) > room:
         return ""  # it would push the answer out of the reply: wait for a shorter one
     _register(r, run, slot)
-    throttle = _throttle(services, digest, run, now)
+    throttle = runs.throttle_for(services, digest, run, now)
     decision = throttle.decide([candidate])[0]
     _remember(run, openid, float("inf"))
     if decision.reason != "reserved":
@@ -99,15 +96,6 @@ def render(picked: list[Item], lang: str) -> str:
     lang = lang if lang in MARKS else "zh"
     titles = "\n".join(f"· {item.title}" for item in picked)
     return f"\n\n——\n{MARKS[lang]}\n{titles}\n{FOOT[lang]}"
-
-
-def _throttle(services: Services, digest: Digest, run: str, now: float) -> Throttle:
-    config = services.config
-    return Throttle(
-        services.redis, run, digest.name, digest.channel, config.push.limits,
-        day=dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat(),
-        account_type=config.account.type,
-    )
 
 
 def _register(r, run: str, slot: float) -> None:  # noqa: ANN001 - redis client

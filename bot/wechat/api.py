@@ -22,8 +22,9 @@ The one retry policy: every failed call has a :attr:`ApiError.fate`, and callers
 
 - :data:`RETRY`: nothing reached the subscriber and the same call may succeed later (a quota,
   "system busy", or no connection at all): back off and call again;
-- :data:`UNKNOWN`: the request may have reached WeChat (a timeout after sending): never send it
-  again, or the subscriber may get it twice;
+- :data:`UNKNOWN`: the request may have reached WeChat (a timeout after sending, or 45065: this
+  mass call's ``clientmsgid`` went out before): never send it again, or the subscriber may get it
+  twice;
 - :data:`DROP`: the platform refused it for good (outside the window, not following...).
 """
 
@@ -45,6 +46,10 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 RETRY_LATER = frozenset({45009, 45011, -1})
 """Daily quota, per-minute quota, system busy: back off and retry later (every other code is a
 refusal for good, e.g. 45015 outside the window, 45047 quota used, 43004 not following)."""
+
+ALREADY_SENT = 45065
+"""A mass call's ``clientmsgid`` was sent before (within 24 h): a retry of a call that went out,
+so its fate is :data:`UNKNOWN`."""
 
 RETRY, UNKNOWN, DROP = "retry", "unknown", "drop"
 """The fates of a failed call (:attr:`ApiError.fate`)."""
@@ -81,7 +86,10 @@ class ApiError(Exception):
 
     @property
     def fate(self) -> str:
-        """:data:`RETRY` for a quota or busy error, else :data:`DROP`."""
+        """:data:`RETRY` for a quota or busy error, :data:`UNKNOWN` for a mass call that went out
+        before (:data:`ALREADY_SENT`), else :data:`DROP`."""
+        if self.code == ALREADY_SENT:
+            return UNKNOWN
         return RETRY if self.code in RETRY_LATER else DROP
 
 
