@@ -307,6 +307,24 @@ class Webhook(_Frozen):
     )
 
 
+class Console(_Frozen):
+    """The operator's console at ``/admin`` (on only when ``BOT_ADMIN_TOKEN`` is set)."""
+
+    question_log_days: int = Field(
+        30, ge=1, le=365,
+        description="days an unanswered question (openid and text) is kept, then forgotten",
+    )
+    session_hours: int = Field(
+        12, ge=1, le=168, description="hours a console login lasts (logging out ends it sooner)"
+    )
+    login_attempts: int = Field(
+        10, ge=3, le=100, description="failed logins from one address before it must wait"
+    )
+    lockout_minutes: int = Field(
+        15, ge=1, le=1440, description="how long an address that failed too often waits"
+    )
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 
@@ -319,6 +337,7 @@ class Config:
     menu: Menu
     push: Push
     webhook: Webhook
+    console: Console
     folder: Path
 
 
@@ -328,6 +347,7 @@ _FILES: dict[str, tuple[str, type[_Frozen]]] = {
     "menu": ("menu.yaml", Menu),
     "push": ("push.yaml", Push),
     "webhook": ("webhook.yaml", Webhook),
+    "console": ("console.yaml", Console),
 }
 
 CONFIG_FILES = tuple(name for name, _ in _FILES.values())

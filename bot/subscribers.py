@@ -88,11 +88,13 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
 
 
 def _purge(pipe: redis.client.Pipeline, openid: str) -> None:
-    """Queue the deletion of ``openid``'s personal keys and fields, and of deferred digests."""
+    """Queue the deletion of ``openid``'s personal keys and fields, of deferred digests and of
+    their place among the askers of unanswered questions (:mod:`bot.unanswered`)."""
     pipe.delete(*Keys.personal(openid))
     for key in Keys.personal_fields():
         pipe.hdel(key, openid)
     pipe.zrem(Keys.push_due(), openid)
+    pipe.zrem(Keys.asked_by(), openid)
 
 
 def forget(r: redis.Redis, openid: str) -> None:

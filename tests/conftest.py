@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,47 @@ def _wall_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+REBOUND = "rebound.example"
+"""A name the test browser resolves to 127.0.0.1, as an attacker's DNS would after rebinding."""
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]
+BROWSER_WAIT_MS = 15_000
+
+
+def chromium_path() -> str:
+    """Debian's chromium, or skip saying how to get it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("Chromium is not installed (scripts/install-browser installs Debian's)")
+    return found
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path):
+    """A page of headless Chromium (Debian's, driven by Playwright), or skip saying why."""
+    executable = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (requirements-dev.txt)")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=executable, headless=True,
+            args=CHROMIUM_FLAGS)
+        context.set_default_timeout(BROWSER_WAIT_MS)
+        yield context.new_page()
+        context.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_visit_memory() -> None:
+    """Every test starts with a fresh Redis: forget what the visit digest learnt of another's."""
+    from bot.push import visits
+
+    visits._known.clear()
+    visits._editions.clear()
 
 
 @pytest.fixture(scope="session")

@@ -81,8 +81,6 @@ class World:
 
 @pytest.fixture()
 def world(tmp_path: Path):
-    visits._known.clear()  # what this process learnt of another test's Redis
-    visits._editions.clear()
     yield World(tmp_path)
     clock.reset()
 

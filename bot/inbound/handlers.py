@@ -6,7 +6,9 @@ A handler takes an :class:`~bot.wechat.message.Inbound` and the bot's
 Handlers register with :data:`registry` by message kind or event name; anything unregistered
 falls through to :func:`no_reply`.
 
-A question's answer may carry the news of a ``visit`` digest (:func:`with_news`).
+A question's answer may carry the news of a ``visit`` digest (:func:`with_news`). What happened
+is counted for the console (:mod:`bot.tally`), and a question the articles could not answer is
+logged (:mod:`bot.unanswered`), both in the batch sent with the answer.
 
 Writes a handler does not read back (the "more" session, learned interests) go through
 :meth:`Services.later`: under the webhook they travel with the stored answer, in the same Redis
@@ -21,10 +23,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot import subscribers, worker
+from bot import subscribers, tally, unanswered, worker
 from bot.push import receipts, visits
 from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
-from bot.state.writes import Command
+from bot.state.writes import Command, Writes
 from bot.wechat.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 
 if TYPE_CHECKING:
@@ -139,6 +141,10 @@ def question(message: Inbound, services: Services) -> Reply:
         command = subscribers.answer_command(
             services.redis, message.openid, parsed, services.config
         )
+        counted = COMMAND_TALLIES.get(parsed[0])
+        if counted:
+            with services.later() as batch:
+                tally.count(batch, counted)
         if parsed[0] == "forget":
             # their cached answers are found by scanning the keyspace: not within the deadline
             worker.queue(services.redis).enqueue(
@@ -148,10 +154,16 @@ def question(message: Inbound, services: Services) -> Reply:
         return Text(command)
     for rule in services.config.replies.replies:
         if rule.matches(text):
+            with services.later() as batch:
+                tally.count(batch, "questions", "answered")  # the operator's own answer
             return with_news(message.openid, Text(rule.reply), services)
     if text.casefold() in MORE_WORDS:
         return more(message.openid, services)
     return with_news(message.openid, ask(message.openid, text, services), services)
+
+
+COMMAND_TALLIES = {"stop": "optouts", "start": "optins", "forget": "forgets"}
+"""Chat commands the console counts, and under what name (:data:`bot.tally.NAMES`)."""
 
 
 def with_news(openid: str, reply: Text, services: Services) -> Text:
@@ -161,8 +173,12 @@ def with_news(openid: str, reply: Text, services: Services) -> Text:
     return Text(reply.content + visits.offer(services, openid, room))
 
 
-def ask(openid: str, text: str, services: Services) -> Text:
-    """Answer ``text`` from the articles, remember it for "more", learn the interest."""
+def ask(openid: str, text: str, services: Services, asked: bool = True) -> Text:
+    """Answer ``text`` from the articles, remember it for "more", learn the interest.
+
+    ``asked``: a subscriber's own question (not a menu button's), counted and, when nothing
+    answers it, logged for the console.
+    """
     library = services.library
     answer = library.answer(text)
     key = Keys.session(openid)
@@ -172,7 +188,20 @@ def ask(openid: str, text: str, services: Services) -> Text:
             pipe.hset(key, mapping={"question": text, "skip": 0})
             pipe.expire(key, SESSION_TTL)
             subscribers.learn(pipe, openid, library.terms(text), library.language_of(text))
+        if asked:
+            tally.count(pipe, "questions", "answered" if answer.found else "unanswered")
+            if not answer.found:
+                log_unanswered(pipe, openid, text, "none", services)
     return Text(answer.text)
+
+
+def log_unanswered(
+    pipe: Writes, openid: str, text: str, kind: str, services: Services
+) -> None:
+    """Log a question the articles could not answer (:mod:`bot.unanswered`) in ``pipe``."""
+    library = services.library
+    unanswered.record(pipe, openid, text, kind, library.language_of(text), library.terms(text),
+                      services.config.console.question_log_days)
 
 
 def more(openid: str, services: Services) -> Text:
@@ -187,6 +216,10 @@ def more(openid: str, services: Services) -> Text:
         return Text("先问我一个问题，再发「更多」。\nAsk me something first, then send 'more'.")
     skip = int(session.get("skip", 0)) + 1
     answer = services.library.answer(session["question"], skip=skip)
+    with services.later() as pipe:
+        tally.count(pipe, "more", *(() if answer.found else ("more_empty",)))
+        if not answer.found:
+            log_unanswered(pipe, openid, session["question"], "more", services)
     if not answer.found:
         zh = services.library.language_of(session["question"]) == "zh"
         return Text(
@@ -246,6 +279,8 @@ def subscribe(message: Inbound, services: Services) -> Reply:
         else ""
     )
     subscribers.on_follow(services.redis, message.openid, scene=scene)
+    with services.later() as batch:
+        tally.count(batch, "follows")
     if scene:
         remember_scene(services, message.openid, scene)
     return Text(services.config.account.welcome)
@@ -278,6 +313,8 @@ def remember_scene(services: Services, openid: str, scene: str) -> None:
 def unsubscribe(message: Inbound, services: Services) -> Reply:
     """Unfollowed: purge everything the bot keeps about this subscriber, cancel queued sends."""
     subscribers.on_unfollow(services.redis, message.openid)
+    with services.later() as batch:
+        tally.count(batch, "unfollows")
     return None
 
 
@@ -291,7 +328,7 @@ def click(message: Inbound, services: Services) -> Reply:
     if button.action == "text":
         return Text(button.text or "")
     if button.action == "search":
-        return ask(message.openid, button.query or "", services)
+        return ask(message.openid, button.query or "", services, asked=False)
     if button.action == "latest":
         titles = services.library.titles()[:5]
         return Text("最新文章 / Latest articles:\n" + "\n".join(f"· {t}" for t in titles))

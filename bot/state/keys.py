@@ -37,6 +37,13 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:push:tag:<digest>               a tag digest's WeChat tag id and last broadcast (hash)
     bot:push:tag-changes                openids who said stop since: untag them (set)
     bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
+    bot:tally:<yyyy-mm-dd>              what the bot did on a UTC day: questions, follows...
+                                        -> count (hash, 40 days; no personal data)
+    bot:asked:<openid>                  their questions the articles could not answer (zset of
+                                        JSON by time, TTL: console.question_log_days)
+    bot:asked-by                        openids with such questions, by the latest (zset, same TTL)
+    bot:admin:session:<sha256>          a console login: its CSRF token (hash, TTL: session_hours)
+    bot:admin:failures:<address>        failed console logins from an address (TTL: lockout)
     bot:clock:offset                    simulations only: seconds added to the server clock
     bot:content:generation              bumped by `content reload`: web processes rescan content/
 """
@@ -239,6 +246,31 @@ class Keys:
         return f"{PREFIX}:push:report:{day}"
 
     @staticmethod
+    def tally(day: str) -> str:
+        """What the bot did on one UTC day (``yyyy-mm-dd``): name -> count."""
+        return f"{PREFIX}:tally:{day}"
+
+    @staticmethod
+    def asked(openid: str) -> str:
+        """A subscriber's questions the articles could not answer (zset of JSON, by time)."""
+        return f"{PREFIX}:asked:{openid}"
+
+    @staticmethod
+    def asked_by() -> str:
+        """Openids with unanswered questions, scored by the time of their latest one."""
+        return f"{PREFIX}:asked-by"
+
+    @staticmethod
+    def admin_session(digest: str) -> str:
+        """One console login, by the SHA-256 of its session id (the cookie holds the id)."""
+        return f"{PREFIX}:admin:session:{digest}"
+
+    @staticmethod
+    def admin_failures(address: str) -> str:
+        """Failed console logins from one client address, within the lockout."""
+        return f"{PREFIX}:admin:failures:{address}"
+
+    @staticmethod
     def clock_offset() -> str:
         """Seconds a simulation adds to the Redis server's clock (absent in production)."""
         return f"{PREFIX}:clock:offset"
@@ -253,6 +285,7 @@ class Keys:
             Keys.scenes(openid),
             Keys.push_interests(openid),
             Keys.push_pending(openid),
+            Keys.asked(openid),
         ]
 
     @staticmethod
