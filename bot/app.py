@@ -1,4 +1,5 @@
-"""The Flask app factory: the bot's services (:mod:`bot.services`) behind ``/wechat``, ``/healthz``.
+"""The Flask app factory: the bot's services (:mod:`bot.services`) behind ``/wechat``, ``/healthz``
+and, when ``BOT_ADMIN_TOKEN`` is set, the operator's console at ``/admin`` (:mod:`bot.console`).
 
 ``gunicorn 'bot.app:create_app()'`` serves it. Nothing happens at import time; the services are
 built here, validated, and attached to ``app.extensions["bot.services"]``. A bad environment or
@@ -12,7 +13,7 @@ import logging
 import redis
 from flask import Flask, Response, current_app, jsonify
 
-from bot import clock, services
+from bot import clock, console, services
 from bot.inbound import late, webhook
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def create_app(bundle: services.Services | None = None) -> Flask:
     app = Flask(__name__)
     webhook.init_app(app, bundle, late.sender(bundle.redis))
     app.add_url_rule("/healthz", "healthz", healthz)
+    console.init_app(app, bundle)
     log.info(
         "bot ready: mode=%s, %s articles, config from %s",
         bundle.settings.mode,

@@ -2,7 +2,9 @@
 
 Starts the embedded Redis (unless ``REDIS_URL`` is set) and then, as child processes sharing it,
 the Procfile's processes with the Procfile's command lines (``python -m bot web``, ``worker``,
-``push scheduler``), and the simulator (fake WeChat API and chat page). If any child exits, the
+``push scheduler``), and the simulator (fake WeChat API and chat page). Without
+``BOT_ADMIN_TOKEN`` it makes a random one, so the operator console is on, and prints it with the
+console's URL. If any child exits, the
 others are stopped too, so a half-running bot never hides
 behind a live terminal.
 """
@@ -10,6 +12,7 @@ behind a live terminal.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -67,6 +70,9 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
         url, started_redis = state.ensure_embedded(settings.data_dir)
         env["REDIS_URL"] = url
         print(f"embedded Redis: {url} (data in {settings.data_dir})", flush=True)
+    made_token = not env.get("BOT_ADMIN_TOKEN", "").strip()
+    if made_token:  # the console is on in development, behind a token nobody else knows
+        env["BOT_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
     python = sys.executable
     children = [
         Child("web", [python, "-m", "bot", "web", "--host", "127.0.0.1", "--port", str(port)]),
@@ -108,6 +114,12 @@ def run_all(settings: Settings, port: int, sim_port: int | None) -> int:
             f"webhook: http://127.0.0.1:{port}/wechat  health: http://127.0.0.1:{port}/healthz",
             flush=True,
         )
+        console = f"operator console: http://127.0.0.1:{port}/admin"
+        if made_token:
+            print(f"{console}  token: {env['BOT_ADMIN_TOKEN']} (new at each start; set "
+                  "BOT_ADMIN_TOKEN to keep one)", flush=True)
+        else:
+            print(f"{console}  (log in with your BOT_ADMIN_TOKEN)", flush=True)
         if sim_port is not None:
             _push_menu(sim_port, env)
             print(f"chat with the account: http://127.0.0.1:{sim_port}/", flush=True)

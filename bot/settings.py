@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +25,9 @@ DEV_APPSECRET = "devsecret0123456789abcdef0123456"
 DEV_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 DEV_API_BASE = "http://127.0.0.1:8701"
 """The simulator's fake WeChat API, where development sends outbound calls."""
+
+ADMIN_TOKEN_MIN = 32
+"""The shortest ``BOT_ADMIN_TOKEN`` accepted (too long to guess, even without the rate limit)."""
 
 
 class SettingsError(ValueError):
@@ -45,6 +48,8 @@ class Settings:
     data_dir: Path = ROOT / "var"
     config_dir: Path = ROOT / "config"
     content_dir: Path = ROOT / "content"
+    admin_token: str | None = field(default=None, repr=False)
+    """``BOT_ADMIN_TOKEN``: the operator console's password; unset, the console is off."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +71,7 @@ class Settings:
             data_dir=Path(get("BOT_DATA_DIR", str(ROOT / "var"))),
             config_dir=Path(get("BOT_CONFIG_DIR", str(ROOT / "config"))),
             content_dir=Path(get("BOT_CONTENT_DIR", str(ROOT / "content"))),
+            admin_token=env.get("BOT_ADMIN_TOKEN", "").strip() or None,
         )
         settings.check()
         return settings
@@ -82,5 +88,13 @@ class Settings:
             raise SettingsError("WECHAT_APPID must not be empty")
         if not re.match(r"https?://", self.api_base):
             raise SettingsError("WECHAT_API_BASE must be an http(s) URL")
+        if self.admin_token is not None and not re.fullmatch(
+            rf"[\x21-\x7e]{{{ADMIN_TOKEN_MIN},}}", self.admin_token
+        ):
+            raise SettingsError(
+                f"BOT_ADMIN_TOKEN must be at least {ADMIN_TOKEN_MIN} printable ASCII characters "
+                "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                "), or unset to turn the console off"
+            )
         if not self.config_dir.is_dir():
             raise SettingsError(f"BOT_CONFIG_DIR {self.config_dir} is not a folder")

@@ -82,8 +82,15 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "BOT_DATA_DIR": str(tmp_path)}
     env.pop("REDIS_URL", None)
+    env.pop("BOT_ADMIN_TOKEN", None)
     process = start_bot(port, sim_port, env)
     try:
+        console = None
+        while console is None:  # `make run` prints the console's URL and its new token
+            line = process.stdout.readline()
+            assert line, "the runner ended before printing the console's URL"
+            console = re.search(r"operator console: (\S+)  token: (\S+)", line)
+        assert console.group(1) == f"http://127.0.0.1:{port}/admin"
         health = wait_for(f"http://127.0.0.1:{port}/healthz")
         assert health.status_code == 200 and health.json()["ok"]
         openid = "oRun00000000000000000000000"
@@ -107,6 +114,12 @@ def test_run_answers_and_stops_cleanly(tmp_path: Path) -> None:
             )
             assert done.returncode == 0, done.stdout + done.stderr
             assert expected in json.loads(done.stdout)["text"], done.stdout
+        with requests.Session() as operator:
+            refused = operator.get(console.group(1), timeout=10)
+            assert refused.url.startswith(f"{console.group(1)}/login")
+            page = operator.post(f"{console.group(1)}/login", data={"token": console.group(2)},
+                                 timeout=30)
+            assert page.status_code == 200 and "data-chart" in page.text
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

@@ -8,46 +8,17 @@ reached through DNS rebinding refused. Skips, saying why, when Chromium or Playw
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from bot.simulator.api import create_api
 from bot.simulator.driver import FAILURE_NOTICE, openid_for
 from bot.simulator.page import MAX_LINE_BYTES
 from bot.simulator.server import BackgroundServer
+from tests.conftest import BROWSER_WAIT_MS, REBOUND
 
 pytestmark = pytest.mark.browser
 
-REBOUND = "rebound.example"
-"""A name the browser resolves to 127.0.0.1, as an attacker's DNS would after rebinding."""
-
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1"]
-WAIT_MS = 15_000
-
-
-def chromium_path() -> str:
-    """Debian's chromium, or skip saying how to get it."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.skip("Chromium is not installed (scripts/install-browser installs Debian's)")
-    return found
-
-
-@pytest.fixture
-def browser_page(tmp_path):
-    executable = chromium_path()
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (requirements-dev.txt)")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=executable, headless=True,
-            args=CHROMIUM_FLAGS)
-        context.set_default_timeout(WAIT_MS)
-        yield context.new_page()
-        context.close()
+WAIT_MS = BROWSER_WAIT_MS
 
 
 @pytest.fixture

@@ -52,22 +52,12 @@ def content() -> None:
 @content.command("check")
 def content_check() -> None:
     """List every file that cannot be loaded, with line and fix; exit 1 if there is any."""
-    from bot.search.content import load_folder
-    from bot.search.options import load_options
+    from bot.search.service import check_content
 
-    settings = load_settings()
-    loaded = load_folder(settings.content_dir)
-    problems = [str(p) for p in loaded.problems]
-    try:
-        load_options(settings.config_dir)
-        from bot.search.analyzer import Analyzer
-
-        Analyzer.from_config(settings.config_dir)
-    except ConfigError as exc:
-        problems.append(str(exc))
+    articles, problems = check_content(load_settings())
     for problem in problems:
         click.echo(problem)
-    click.echo(f"{len(loaded.articles)} articles loaded, {len(problems)} problems")
+    click.echo(f"{articles} articles loaded, {len(problems)} problems")
     sys.exit(1 if problems else 0)
 
 
@@ -81,19 +71,17 @@ def content_reload() -> None:
         library = services.library
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    library.refresh(force=True)
-    library.request_reload()  # processes on this machine, whoever opened them
+    from bot.search.service import reload_everywhere
+
+    client = state.running(services.settings.redis_url, services.settings.data_dir)
+    generation = reload_everywhere(library, client)
     status = library.status()
     click.echo(f"{status['articles']} articles, {status['passages']} passages indexed")
     for problem in status["problems"]:
         click.echo(f"problem: {problem}")
-    from bot.search.service import request_reload
-
-    client = state.running(services.settings.redis_url, services.settings.data_dir)
-    if client is None:
+    if generation is None:
         click.echo("Redis not reachable: only processes sharing this machine's index were told")
         return
-    generation = request_reload(client)
     click.echo(f"running processes told to rescan (generation {generation})")
 
 

@@ -295,14 +295,16 @@ class Library:
         if entry:
             batch.delete(name)
         if isinstance(result, Problem):
-            return {"stat": list(stat), "digest": digest, "problem": str(result)}
+            return {"stat": list(stat), "digest": digest, "problem": str(result),
+                    "indexed": round(time.time(), 3)}
         cut = setup.options.passages
         found = windows(result, cut.max_sentences, cut.max_chars)
         title_tokens = setup.analyzer.tokens(result.title)
         for passage in found:
             batch.add(passage, setup.analyzer.tokens(passage.text), title_tokens)
         return {"stat": list(stat), "digest": digest, "title": result.title,
-                "language": result.language, "passages": len(found)}
+                "language": result.language, "passages": len(found),
+                "indexed": round(time.time(), 3)}
 
     def _rebuild_dense(self, setup: _Setup) -> None:
         assert setup.dense is not None
@@ -471,6 +473,15 @@ class Library:
     def titles(self) -> list[str]:
         """Titles of the loaded articles, newest file name last."""
         return [e["title"] for _, e in sorted(self._manifest.items()) if "problem" not in e]
+
+    def files(self) -> list[dict[str, Any]]:
+        """Each file of the content folder as indexed, by path: ``path``, ``title``,
+        ``language``, ``passages`` and ``indexed`` (epoch seconds of the last change seen), or
+        ``problem`` for a file that was not loaded."""
+        self._refresh_if_due()
+        keep = ("title", "language", "passages", "indexed", "problem")
+        return [{"path": path, **{k: e[k] for k in keep if k in e}}
+                for path, e in sorted(self._manifest.items())]
 
     def problems(self) -> list[str]:
         """Every file that is not loaded (and a search config that was not reloaded), why."""

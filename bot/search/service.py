@@ -51,6 +51,36 @@ def open_library(settings: Settings, client: redis.Redis | None = None) -> Libra
     )
 
 
+def check_content(settings: Settings) -> tuple[int, list[str]]:
+    """What ``python -m bot content check`` reports: how many articles load from the content
+    folder, and every problem (each file that does not, with line and fix; a search config
+    that cannot be read)."""
+    from bot.config import ConfigError
+    from bot.search.analyzer import Analyzer
+    from bot.search.content import load_folder
+    from bot.search.options import load_options
+
+    loaded = load_folder(settings.content_dir)
+    problems = [str(p) for p in loaded.problems]
+    try:
+        load_options(settings.config_dir)
+        Analyzer.from_config(settings.config_dir)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    return len(loaded.articles), problems
+
+
+def reload_everywhere(library: Library, client: redis.Redis | None) -> int | None:
+    """Re-index the content folder now and tell every process to rescan it: the processes on
+    this machine through the index's stamp, the others through Redis (``client``); the new
+    generation, or None when Redis could not be told."""
+    library.refresh(force=True)
+    library.request_reload()
+    if client is None:
+        return None
+    return request_reload(client)
+
+
 def request_reload(client: redis.Redis) -> int:
     """Make every running process rescan content/ on its next refresh; the new generation."""
     return int(client.incr(Keys.content_generation()))
