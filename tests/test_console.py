@@ -232,6 +232,7 @@ def test_more_that_finds_nothing_better_is_logged(operator, wechat, fake_redis):
             break
     else:
         pytest.fail("更多 never ran out")
+    wechat.ask("更多", ALICE)  # again: still nothing, and not logged twice
     entries = unanswered.of(fake_redis, ALICE, 30)
     assert [(e.text, e.kind) for e in entries] == [("微信公众平台的价值观是什么", "more")]
     assert "「更多」没有更好的段落" in operator.get("/admin/questions").get_data(as_text=True)
@@ -304,3 +305,17 @@ def test_a_mistake_in_console_yaml_names_file_line_and_key(tmp_path):
     line = 1 + next(i for i, row in enumerate(text.splitlines()) if "question_log_days" in row)
     assert f"console.yaml, line {line}, key question_log_days" in str(raised.value)
     assert "greater than or equal to 1" in str(raised.value)
+
+
+def test_a_redis_outage_is_a_clear_503_not_a_traceback(operator, fake_redis, caplog):
+    import redis as redis_py
+
+    def down(*args, **kwargs):
+        raise redis_py.ConnectionError("Connection refused")
+
+    fake_redis.execute_command = down
+    fake_redis.pipeline = down
+    response = operator.get("/admin/questions")
+    assert response.status_code == 503
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "Redis is not usable (ConnectionError" in caplog.text

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import redis
 from flask import (
     Blueprint,
     Response,
@@ -104,6 +105,12 @@ def _after(response: Response) -> Response:
                             path="/admin", httponly=True, samesite="Strict",
                             secure=request.is_secure)
     return response
+
+
+@bp.errorhandler(redis.RedisError)
+def _redis_down(error: redis.RedisError) -> tuple[str, int]:
+    log.error("console: Redis is not usable (%s: %s)", type(error).__name__, error)
+    return render_template("console/refused.html", message=t("redis.down")), 503
 
 
 def _language() -> str:

@@ -125,6 +125,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "c.reloaded": ("已重新索引：{articles} 篇文章，{passages} 个段落。",
                    "Re-indexed: {articles} articles, {passages} passages."),
     "c.confirm": ("现在重新索引全部内容？", "Re-index all content now?"),
+    "redis.down": ("暂时读不到 Redis，请稍后再试（详情见日志）。",
+                   "Redis cannot be reached right now; try again shortly (the log says why)."),
     "csrf": ("请求缺少有效的 CSRF 令牌，已拒绝。请刷新页面再试。",
              "Refused: the request lacks a valid CSRF token. Reload the page and try again."),
 }

@@ -218,8 +218,9 @@ def more(openid: str, services: Services) -> Text:
     answer = services.library.answer(session["question"], skip=skip)
     with services.later() as pipe:
         tally.count(pipe, "more", *(() if answer.found else ("more_empty",)))
-        if not answer.found:
+        if not answer.found and not session.get("exhausted"):  # logged once, not at every 更多
             log_unanswered(pipe, openid, session["question"], "more", services)
+            pipe.hset(key, "exhausted", 1)
     if not answer.found:
         zh = services.library.language_of(session["question"]) == "zh"
         return Text(
