@@ -8,6 +8,10 @@ rules, search over content/, render. Prints requests/s and p50/p99 latency of ea
 
     .venv/bin/python bench/webhook_load.py [--seconds 10] [--rounds 3] [--connections 4] [--dense]
                                            [--worker-class procfile|gthread|CLASS]
+                                           [--before CHECKOUT] [--unanswerable]
+
+``--unanswerable`` mixes in questions nothing answers (a quarter of the traffic), which the bot
+counts and logs for the operator console.
 
 ``--dense`` keeps the embedding retrieval on (config/search.yaml's default); without it the
 benchmark measures the lexical path, which is what a webhook under load serves.
@@ -55,6 +59,15 @@ QUESTIONS = [
     "微信 公众号 价值",
     "official account values",
 ]
+
+UNANSWERABLE = [
+    "你们卖不卖火锅底料",
+    "外星人什么时候来地球",
+    "明天北京会下雨吗",
+    "how do I reset my router",
+]
+"""Questions our articles cannot answer (``--unanswerable`` mixes them in): each is counted and
+logged for the operator console, the most writes a question costs."""
 
 GUNICORN = [
     "--workers",
@@ -211,14 +224,16 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=20)
 
 
-def run_wrk(wrk: str, url: str, seconds: int, connections: int, run: int) -> dict[str, float]:
+def run_wrk(
+    wrk: str, url: str, seconds: int, connections: int, run: int, questions: list[str]
+) -> dict[str, float]:
     ts = str(int(time.time()))
     path = "/wechat" if "/wechat" in url else "/"
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         LUA
         % {
-            "questions": ", ".join(f'"{q}"' for q in QUESTIONS),
+            "questions": ", ".join(f'"{q}"' for q in questions),
             "ts": ts,
             "run": run,
             "path": path,
@@ -268,7 +283,14 @@ def main() -> None:
         "HEAD~3`) with its own config/, under gthread, as ours-before: a change's "
         "before/after in one run",
     )
+    parser.add_argument(
+        "--unanswerable",
+        action="store_true",
+        help="mix in questions nothing answers (a quarter of the traffic): they are logged for "
+        "the operator console, the costliest path of a question",
+    )
     args = parser.parse_args()
+    questions = QUESTIONS + (UNANSWERABLE if args.unanswerable else [])
     if args.before and not (args.before / "bot" / "app.py").is_file():
         parser.error(f"--before {args.before}: not a checkout of the bot (no bot/app.py there); "
                      "make one with `git worktree add /tmp/before <commit>`")
@@ -312,12 +334,13 @@ def main() -> None:
     try:
         # warm-up: first requests load lazily built parts in each worker
         for url in urls.values():
-            run_wrk(wrk, url, 2, args.connections, 0)
+            run_wrk(wrk, url, 2, args.connections, 0, questions)
         for round_ in range(1, args.rounds + 1):
             for offset, (name, url) in enumerate(urls.items()):
                 # distinct MsgIds per server and round: each server sees fresh messages
                 run = round_ + offset * (args.rounds + 1)
-                results[name].append(run_wrk(wrk, url, args.seconds, args.connections, run))
+                results[name].append(
+                    run_wrk(wrk, url, args.seconds, args.connections, run, questions))
     finally:
         stop(ours)
         stop(theirs)
