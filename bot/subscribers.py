@@ -34,7 +34,7 @@ import redis
 
 from bot import clock
 from bot.config import Config, Limits
-from bot.state import Keys
+from bot.state import Keys, durable
 from bot.state.writes import Command, Writes
 
 MESSAGE_WINDOW = 48 * 3600
@@ -85,6 +85,7 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     _purge(pipe, openid)
     pipe.zrem(Keys.push_members(), openid)
     pipe.execute()
+    durable(r)  # a failover must not bring back who unfollowed (and push to them)
 
 
 def _purge(pipe: redis.client.Pipeline, openid: str) -> None:
@@ -116,6 +117,7 @@ def forget(r: redis.Redis, openid: str) -> None:
     if kept:
         pipe.hset(key, mapping=kept)
     pipe.execute()
+    durable(r)
 
 
 FORGET_KEEPS = frozenset({"subscribed", "digests"})
@@ -350,6 +352,7 @@ def answer_command(
         r.delete(Keys.push_pending(openid))
         r.zrem(Keys.push_due(), openid)
         r.sadd(Keys.push_tag_changes(), openid)  # out of the digest tags (bot.push.tags.sync)
+        durable(r)  # said "stopped" only once a failover cannot lose it
         return _say("stop" if was_on else "stop-again", lang)
     if name == "start":
         r.hset(key, "digests", "on")

@@ -34,6 +34,7 @@ ALLOWED_BUILDERS = {
     "bot/settings.py": {"Settings.from_env"},
     "bot/search/service.py": {"Library.open"},  # what open_library is
     "bot/state/embedded.py": {"connect"},  # state.running(): is the server up? (never starts one)
+    "bot/state/connection.py": {"connect"},  # where connect() is; a connection's own reconnect
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict
 import redis
 from rq import Retry
 
-from bot import services, worker
+from bot import services, state, worker
 from bot.inbound import delivery
 from bot.inbound.encoding import as_text
 from bot.push import throttle
@@ -81,6 +81,11 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         return "nothing to send"
     if not r.set(sent_key, "sending", nx=True, ex=SENT_TTL):
         return "already sent"
+    try:
+        state.durable(r)  # a failover must not forget the mark and let a retry send it again
+    except state.NotDurable:
+        r.delete(sent_key)
+        raise
     text = as_text(reply)
     try:
         bot.api.send_text(message.openid, text)

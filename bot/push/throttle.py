@@ -9,7 +9,9 @@ rolling 24 h and 7 days and the account's over 24 h, all as sliding logs of send
 account's holds one entry per group of sends a call reserved, with its count, timed by the latest
 of them), so workers with skewed clocks cannot over-send and no window lets twice the cap
 through.
-A send that passes is *reserved* in the run's ledger and counted before any API call.
+A send that passes is *reserved* in the run's ledger and counted before any API call, and
+:meth:`Throttle.decide` returns only once a replica holds the reservations (``WAIT``, with a
+replicated Redis: :func:`bot.state.durable`), so a failover cannot forget them.
 ``settle.lua`` records the outcome once, gives back the slots of a send that never left and
 moves the subscriber's cursor past what may have reached them. Both start with ``batch.lua``: the
 run's ledger, the subscribers' sliding logs and cursors (fields of one hash each) read for a whole
@@ -33,7 +35,7 @@ import redis
 
 from bot import clock
 from bot.config import Limits
-from bot.state import RUN_TTL, Keys, Lua, timebase
+from bot.state import RUN_TTL, Keys, Lua, NotDurable, durable, timebase
 from bot.subscribers import MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS
 
 FINAL = (
@@ -148,7 +150,20 @@ class Throttle:
             reason, at, fresh = flat[3 * i: 3 * i + 3]
             reserved = f"reserved|{at}" if reason == "reserved" else ""
             out.append(Decision(c.openid, reason, float(at), reserved, fresh == "1"))
+        made = [d for d in out if d.reason == "reserved" and d.fresh]
+        if made and not dry_run:
+            self._replicate(made)
         return out
+
+    def _replicate(self, made: list[Decision]) -> None:
+        """Return once a replica holds the reservations ``made``: one lost in a failover would
+        let a retry send again. If none does in time, give them back (``retry``) and raise
+        :class:`bot.state.NotDurable`: nothing is sent on them."""
+        try:
+            durable(self.r)
+        except NotDurable:
+            self.settle([(d, "retry", "not-replicated") for d in made])
+            raise
 
     def settle(self, outcomes: Iterable[tuple[Decision, str, str]]) -> list[str]:
         """Record ``(decision, outcome, detail)`` for reserved sends; returns what was recorded."""

@@ -1,14 +1,16 @@
 """Where state lives: Redis (embedded by default), its key layout, and the one way to run Lua.
 
 - ``keys``        every key name, with the TTLs of transient data (:class:`Keys`)
-- ``connection``  a URL to a client (plain, Unix socket, Sentinel); bulk reads; bytes clients
+- ``connection``  a URL to a client (plain, Unix socket, Sentinel, retried through a failover);
+                  bulk reads; bytes clients; ``durable()``, WAIT for a replica
+- ``replicated``  a primary, replicas and three sentinels on this machine (failover tests)
 - ``embedded``    the embedded ``redis-server`` under ``BOT_DATA_DIR`` when ``REDIS_URL`` is unset
 - ``scripts``     Lua run by SHA1 (:class:`Lua`), and the compare-and-delete every lock uses
 - ``writes``      writes recorded now and sent later as one script
 - ``timebase``    one virtual time for every process of a simulation
 """
 
-from bot.state.connection import bulk, bytes_client, connect
+from bot.state.connection import NotDurable, bulk, bytes_client, connect, durable
 from bot.state.embedded import (
     embedded_url,
     ensure_embedded,
@@ -26,10 +28,12 @@ __all__ = [
     "SESSION_TTL",
     "Keys",
     "Lua",
+    "NotDurable",
     "bulk",
     "bytes_client",
     "connect",
     "drop_if_same",
+    "durable",
     "embedded_url",
     "ensure_embedded",
     "redis_server_binary",

@@ -1,4 +1,17 @@
-"""Clients of the bot's Redis: a URL (plain, Unix socket, Sentinel) to a client; bulk reads."""
+"""Clients of the bot's Redis: a URL (plain, Unix socket, Sentinel) to a client; bulk reads; and
+:func:`durable`, which waits for a replica to hold the writes that must survive a failover.
+
+A ``redis+sentinel://`` client follows a failover: a command that meets a dead primary, a timeout
+or a demoted primary (``READONLY``) is retried on whatever primary the sentinels name, with
+exponential back-off (:data:`FAILOVER_RETRY`: 50 ms doubling to 1 s, for about 30 s), so a job or
+a request rides through a failover instead of failing.
+
+Replication is asynchronous: a write the primary acknowledged can be lost with it. The writes
+whose loss would make the bot send twice or ignore a stop (a digest's reservations before the API
+call, an opt-out, an unfollow's purge, a late answer's "sent" mark) are followed by
+:func:`durable`: ``WAIT`` for one replica. On a server without replicas (the embedded one, a
+plain URL) it does nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,23 @@ from typing import Any
 
 import hiredis
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import SentinelManagedConnection
+
+FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40)
+"""How a Sentinel client retries a command through a failover (about 30 s in all)."""
+
+DURABLE_WAIT_MS = 1000
+"""How long :func:`durable` waits for a replica's acknowledgement."""
+
+
+class NotDurable(redis.ConnectionError):
+    """No replica acknowledged writes that must survive a failover: do not act on them yet.
+
+    A connection error, so whoever retries those (an RQ job, the client's retry) retries this.
+    """
+
 
 SENTINEL_SCHEME = "redis+sentinel://"
 """``REDIS_URL=redis+sentinel://host1:26379,host2:26379/<service>[/<db>]``: ask the sentinels."""
@@ -33,8 +63,56 @@ def _sentinel_primary(url: str, decode: bool) -> redis.Redis:
     nodes = [
         (host, int(port or 26379)) for host, _, port in (h.partition(":") for h in hosts.split(","))
     ]
-    sentinel = Sentinel(nodes, socket_timeout=2)
-    return sentinel.master_for(service, db=int(db or 0), decode_responses=decode)
+    return _primary(Sentinel(nodes, socket_timeout=2), service, int(db or 0), decode)
+
+
+def _primary(sentinel: Any, service: str, db: int, decode: bool) -> redis.Redis:
+    """A client of ``service``'s current primary that retries through a failover."""
+    return sentinel.master_for(
+        service, db=db, decode_responses=decode, socket_timeout=5, socket_connect_timeout=2,
+        retry=FAILOVER_RETRY, retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        connection_class=_FollowingConnection,
+    )
+
+
+class _FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels again whenever it reconnects.
+
+    redis-py 8.1's ``SentinelManagedConnection`` does so only when the pool hands it out: a
+    command that loses its connection reconnects (``send_packed_command`` ->
+    ``connect_check_health``) to the address it had, the dead primary's, for every retry, and
+    fails. Measured: a writer meeting a SIGKILLed primary gave up instead of following the
+    sentinels to the new one (tests/test_failover.py).
+    """
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock:
+            return
+        if retry_socket_connect:  # a reconnect in the middle of a command: where is the primary?
+            self.connect()
+            return
+        super().connect_check_health(check_health, retry_socket_connect=False)
+
+
+def replicated(client: redis.Redis) -> bool:
+    """Whether ``client`` talks to a replicated primary (found through the sentinels)."""
+    return hasattr(client.connection_pool, "service_name")
+
+
+def durable(client: redis.Redis, replicas: int = 1) -> None:
+    """Return once ``replicas`` replicas hold every write ``client`` made before this call.
+
+    Raises :class:`NotDurable` if they do not within :data:`DURABLE_WAIT_MS`. Nothing to wait
+    for on a server found without the sentinels (no replicas: the embedded Redis).
+    """
+    if not replicated(client):
+        return
+    acknowledged = int(client.wait(replicas, DURABLE_WAIT_MS))
+    if acknowledged < replicas:
+        raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
+                         f"{DURABLE_WAIT_MS} ms: the writes may not survive a failover")
 
 
 def bulk(client: redis.Redis, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:
@@ -62,9 +140,8 @@ def bytes_client(client: redis.Redis) -> redis.Redis:
     """A client on the same server that returns bytes, as RQ requires."""
     pool = client.connection_pool
     if hasattr(pool, "service_name"):  # a sentinel-managed pool: ask the sentinels again
-        return pool.sentinel_manager.master_for(
-            pool.service_name, db=pool.connection_kwargs.get("db", 0), decode_responses=False
-        )
+        return _primary(pool.sentinel_manager, pool.service_name,
+                        pool.connection_kwargs.get("db", 0), decode=False)
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
     return redis.Redis(
         connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)

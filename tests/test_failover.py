@@ -1,0 +1,123 @@
+"""A real failover (bot/state/replicated.py: redis-server primary, replicas, three sentinels):
+clients ride through it, and what :func:`bot.state.durable` acknowledged survives it.
+
+Also, without real servers: the writes that must survive wait for a replica, and reservations no
+replica acknowledged are given back, not sent on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import fakeredis
+import pytest
+
+from bot import state, subscribers
+from bot.state import Keys, NotDurable
+from bot.state.replicated import Topology
+
+ALICE = "oAlice000000000000000000000"
+
+
+@pytest.fixture
+def topology(tmp_path):
+    with Topology(tmp_path / "redis", replicas=2) as running:
+        yield running
+
+
+@pytest.mark.redis_server
+@pytest.mark.slow
+def test_writes_ride_through_a_failover_and_none_acknowledged_is_lost(topology):
+    client = state.connect(topology.url)
+    acknowledged: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                client.rpush("log", i)
+                state.durable(client)
+                acknowledged.append(i)
+            except NotDurable:
+                pass  # not acknowledged: the caller would not act on it
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever escaped
+                errors.append(exc)
+                return
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.5)
+    before = len(acknowledged)
+    old = topology.kill_primary()
+    killed = time.monotonic()
+    new = topology.wait_for_failover(old)
+    promoted = time.monotonic() - killed
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < before + 200 and time.monotonic() < deadline and not errors:
+        time.sleep(0.05)
+    stop.set()
+    writer.join(timeout=30)
+    assert errors == [], errors
+    assert len(acknowledged) >= before + 200, "writes did not resume on the new primary"
+    kept = {int(v) for v in new.client().lrange("log", 0, -1)}
+    assert set(acknowledged) <= kept, sorted(set(acknowledged) - kept)[:10]
+    assert promoted < 15
+
+
+@pytest.mark.redis_server
+def test_durable_is_free_without_replicas(real_redis):
+    real_redis.set("x", "1")
+    started = time.monotonic()
+    state.durable(real_redis)  # the embedded server: nothing to wait for (WAIT would block)
+    assert time.monotonic() - started < 0.1
+
+
+class Replicas:
+    """A fake Redis that says it is replicated, with replicas that acknowledge or not."""
+
+    def __init__(self, monkeypatch, acknowledge: bool) -> None:
+        self.r = fakeredis.FakeRedis(decode_responses=True)
+        self.waits = 0
+
+        def wait(replicas: int, timeout: int) -> int:
+            self.waits += 1
+            return replicas if acknowledge else 0
+
+        self.r.wait = wait
+        monkeypatch.setattr("bot.state.connection.replicated", lambda client: True)
+
+
+def test_an_opt_out_and_an_unfollow_wait_for_a_replica(monkeypatch, config):
+    fake = Replicas(monkeypatch, acknowledge=True)
+    subscribers.on_follow(fake.r, ALICE)
+    subscribers.answer_command(fake.r, ALICE, ("stop", "zh", ""), config)
+    subscribers.on_unfollow(fake.r, ALICE)
+    assert fake.waits == 2
+
+
+def test_a_stop_no_replica_holds_is_not_confirmed(monkeypatch, config):
+    fake = Replicas(monkeypatch, acknowledge=False)
+    subscribers.on_follow(fake.r, ALICE)
+    with pytest.raises(NotDurable):
+        subscribers.answer_command(fake.r, ALICE, ("stop", "zh", ""), config)
+
+
+def test_reservations_no_replica_holds_are_given_back(monkeypatch, config):
+    from bot.push.throttle import Candidate, Throttle
+
+    fake = Replicas(monkeypatch, acknowledge=False)
+    subscribers.on_follow(fake.r, ALICE)
+    throttle = Throttle(fake.r, "daily@1", "daily", "custom", config.push.limits, "2026-12-02")
+    subscribers.on_activity(fake.r, ALICE, "message")
+    with pytest.raises(NotDurable):
+        throttle.decide([Candidate(ALICE, True)])
+    ledger = fake.r.hget(Keys.push_ledger("daily@1"), ALICE)
+    assert ledger.startswith("retry|") and ledger.endswith("|not-replicated")
+    fake.waits = 0
+    monkeypatch.setattr(fake.r, "wait", lambda replicas, timeout: replicas)
+    decided = throttle.decide([Candidate(ALICE, True)])  # the job's retry decides again
+    assert [d.reason for d in decided] == ["reserved"]
