@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Figures:
     to_first_write: list[float] = field(default_factory=list)
     to_full_throughput: list[float] = field(default_factory=list)
     probe_writes_per_second: float = 0.0
+    kills: list[float] = field(default_factory=list)
+    restarts: int = 0
+    """Processes of the bot that died and were restarted."""
 
 
 def openid_of(n: int) -> str:
@@ -213,13 +217,10 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
                "BOT_CONFIG_DIR": str(folder / "config"), "BOT_CONTENT_DIR": str(folder / "content"),
                "WECHAT_API_BASE": api.url, "WEB_CONCURRENCY": "1"}
         port = free_port()
-        children = [subprocess.Popen([sys.executable, "-m", "bot", "web", "--host", "127.0.0.1",
-                                      "--port", str(port)], env=env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)]
-        children += [subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True) for _ in range(workers)]
+        processes = Supervisor(env, folder)
+        processes.start("web", "--host", "127.0.0.1", "--port", str(port))
+        for _ in range(workers):
+            processes.start("worker")
         _wait_http(f"http://127.0.0.1:{port}/healthz")
         traffic = Traffic(f"http://127.0.0.1:{port}/wechat", count, seed)
         probe = Probe(topology.url)
@@ -245,7 +246,7 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
                 kills.append(time.time())
                 topology.wait_for_failover(old)
                 topology.restart(old)
-            _wait_done(r, run, timeout=600 + count / 100)
+            _wait_done(r, run, timeout=600 + count / 100, revive=processes.revive)
             figures.seconds = round(time.time() - started, 1)
             runs.reconcile(services, run)
             time.sleep(1)
@@ -254,17 +255,9 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
             probe.stop.set()
             traffic.join(timeout=15)
             probe.join(timeout=15)
-            for child in children:
-                try:
-                    os.killpg(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            for child in children:
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
+            processes.stop()
             api.stop()
+        figures.kills = [round(k, 3) for k in kills]
         for killed in kills:
             first, full = probe.recovery(killed)
             figures.to_first_write.append(round(first, 2))
@@ -272,6 +265,7 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
         if len(probe.successes) > 2:
             span = probe.successes[-1] - probe.successes[0]
             figures.probe_writes_per_second = round(len(probe.successes) / span, 1)
+        figures.restarts = processes.restarts
         _check(figures, folder / "deliveries.jsonl", traffic)
     return figures
 
@@ -292,14 +286,17 @@ def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
     figures.digests = sum(len(v) for v in digests.values())
     figures.reached = len(digests)
     figures.duplicates = sum(len(v) - 1 for v in digests.values() if len(v) > 1)
-    stopped = {}
+    stopped: dict[str, float] = {}
+    kinds: dict[str, str] = {}
     for openid, what, at in traffic.acknowledged:
-        if what in ("stop", "unfollow"):
-            stopped.setdefault(openid, at)
+        if what in ("stop", "unfollow") and openid not in stopped:
+            stopped[openid], kinds[openid] = at, what
     figures.stops_acknowledged = len(stopped)
     late = [o for o, times in digests.items() if o in stopped and max(times) > stopped[o]]
     figures.after_stop = len(late)
-    figures.after_stop_openids = late[:10]
+    figures.after_stop_openids = [
+        f"{o}: {kinds[o]} acknowledged {stopped[o]:.3f}, digest {max(digests[o]):.3f}"
+        for o in late[:10]]
     figures.questions_acknowledged = sum(1 for _, w, _ in traffic.acknowledged if w == "question")
     figures.questions_answered_twice = sum(custom_answers.values())  # answers all went passive
     figures.traffic_refused = traffic.refused
@@ -308,6 +305,45 @@ def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
 def _seconds(entry: dict) -> float:
     """A delivery log entry's time (ISO 8601 with milliseconds) as epoch seconds."""
     return dt.datetime.fromisoformat(entry["time"]).timestamp()
+
+
+class Supervisor:
+    """The bot's processes, started again when one exits (as systemd's ``Restart=always``)."""
+
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        self.env, self.folder = env, folder
+        self.children: list[subprocess.Popen] = []
+        self.restarts = 0
+
+    def start(self, *args: str) -> None:
+        """Start ``python -m bot ARGS`` (its output in the trial's folder)."""
+        with open(self.folder / f"process-{len(self.children)}.log", "ab") as log:
+            self.children.append(subprocess.Popen(
+                [sys.executable, "-m", "bot", *args], env=self.env, cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True))
+
+    def revive(self) -> None:
+        """Start again every process that exited."""
+        for i, child in enumerate(self.children):
+            if child.poll() is not None:
+                self.restarts += 1
+                with open(self.folder / f"process-{i}.log", "ab") as log:
+                    self.children[i] = subprocess.Popen(
+                        child.args, env=self.env, cwd=ROOT, stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        """SIGTERM every process group, SIGKILL what does not end within 20 s."""
+        for child in self.children:
+            try:
+                os.killpg(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for child in self.children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
 
 
 def _wait_http(url: str, timeout: float = 120) -> None:
@@ -322,10 +358,11 @@ def _wait_http(url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
-def _wait_done(r, run: str, timeout: float) -> None:  # noqa: ANN001
+def _wait_done(r, run: str, timeout: float, revive: Callable[[], None]) -> None:  # noqa: ANN001
     """Until every chunk of ``run`` has been processed (its plan says so)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        revive()
         try:
             plan = r.hgetall(Keys.push_plan(run))
             queue = jobs.queue(state.bytes_client(r))
@@ -361,6 +398,7 @@ def main() -> None:
               f"after an acknowledged stop/unfollow {f.after_stop} (of {f.stops_acknowledged})")
         print(f"  questions acknowledged {f.questions_acknowledged}, answered twice "
               f"{f.questions_answered_twice}; traffic not acknowledged {f.traffic_refused}")
+        print(f"  processes of the bot that died and were restarted: {f.restarts}")
         if f.to_first_write:
             print(f"  kill -> first acknowledged write (s): {f.to_first_write}; "
                   f"-> full throughput (s): {f.to_full_throughput}")

@@ -34,6 +34,7 @@ import redis
 
 from bot import clock
 from bot.config import Config, Limits
+from bot.push import inflight
 from bot.state import Keys, durable
 from bot.state.writes import Command, Writes
 
@@ -86,6 +87,7 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     pipe.zrem(Keys.push_members(), openid)
     pipe.execute()
     durable(r)  # a failover must not bring back who unfollowed (and push to them)
+    inflight.wait_for(r, openid)  # a digest already on its way lands before we go on
 
 
 def _purge(pipe: redis.client.Pipeline, openid: str) -> None:
@@ -353,6 +355,7 @@ def answer_command(
         r.zrem(Keys.push_due(), openid)
         r.sadd(Keys.push_tag_changes(), openid)  # out of the digest tags (bot.push.tags.sync)
         durable(r)  # said "stopped" only once a failover cannot lose it
+        inflight.wait_for(r, openid)  # and once no digest to them is on its way
         return _say("stop" if was_on else "stop-again", lang)
     if name == "start":
         r.hset(key, "digests", "on")

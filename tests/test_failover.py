@@ -121,3 +121,18 @@ def test_reservations_no_replica_holds_are_given_back(monkeypatch, config):
     monkeypatch.setattr(fake.r, "wait", lambda replicas, timeout: replicas)
     decided = throttle.decide([Candidate(ALICE, True)])  # the job's retry decides again
     assert [d.reason for d in decided] == ["reserved"]
+
+
+@pytest.mark.redis_server
+@pytest.mark.slow
+def test_a_digest_run_through_a_failover_sends_nothing_twice_and_honours_every_stop():
+    """bench/failover.py's trial, short: a few thousand subscribers, webhook traffic, one kill."""
+    from bench.failover import trial
+
+    figures = trial(2000, failovers=1, pause=False, workers=2, seed=3)
+    assert figures.duplicates == 0
+    assert figures.after_stop == 0, figures.after_stop_openids
+    assert figures.stops_acknowledged > 0 and figures.questions_acknowledged > 0
+    assert figures.questions_answered_twice == 0
+    assert figures.reached >= 0.9 * (2000 - figures.stops_acknowledged)
+    assert figures.to_first_write and figures.to_first_write[0] < 15

@@ -410,3 +410,50 @@ def test_a_batch_longer_than_one_call_of_arguments_is_decided_and_settled_whole(
     assert world.r.hvals(Keys.push_ledger("daily@1")) == [
         d.reserved.replace("reserved", "sent") for d in decisions
     ]
+
+
+def test_a_stop_during_the_chunk_stops_the_digest_not_yet_sent(world, monkeypatch):
+    """Decided for both, then Bob says 退订 while Alice's digest is on its way: his is not sent,
+    and the stop was confirmed only after Alice's call (no digest follows a confirmed stop)."""
+    alice, bob = world.follower("alice"), world.follower("bob")
+    world.clock.advance(3600 + 60)
+    send = world.setup.api.send_text
+    order: list[str] = []
+
+    def send_and_bob_stops(openid: str, text: str) -> None:
+        if openid == alice:
+            assert world.r.hget(Keys.push_sending(), alice)  # in flight while the call is
+            order.append("stop " + subscribers.answer_command(
+                world.r, bob, ("stop", "zh", ""), world.setup.config))
+        send(openid, text)
+        order.append(f"sent {openid}")
+
+    monkeypatch.setattr(world.setup.api, "send_text", send_and_bob_stops)
+    run, counts = world.run()
+    assert counts == {"sent": 1, "skipped-optout": 1}
+    assert [e["openid"] for e in world.delivered() if e["api"] == "custom"] == [alice]
+    assert world.ledger(run)[bob] == "skipped-optout"
+    assert world.r.hlen(Keys.push_sending()) == 0  # nothing left in flight
+    assert order[0].startswith("stop 已退订")
+
+
+def test_a_stop_waits_for_the_digest_already_on_its_way(world):
+    import threading
+    import time
+
+    from bot.push import inflight
+
+    alice = world.follower("alice")
+    assert inflight.claim(world.r, alice, "daily@1") == "go"  # the API call starts
+    confirmed: list[float] = []
+    stopper = threading.Thread(target=lambda: confirmed.append(
+        (subscribers.answer_command(world.r, alice, ("stop", "zh", ""), world.setup.config),
+         time.monotonic())[1]))
+    stopper.start()
+    time.sleep(0.3)
+    assert confirmed == []  # not confirmed while the digest is in flight
+    ended = time.monotonic()
+    inflight.release(world.r, alice)  # the call returned
+    stopper.join(timeout=5)
+    assert confirmed and confirmed[0] >= ended
+    assert inflight.claim(world.r, alice, "daily@1") == "skipped-optout"

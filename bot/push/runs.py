@@ -36,7 +36,7 @@ from croniter import croniter
 
 from bot import clock, state
 from bot.config import Digest
-from bot.push import receipts
+from bot.push import inflight, receipts
 from bot.push.selection import BOTH, FIRST_DIGEST_LOOKBACK, Catalog, Item, render
 from bot.push.throttle import LEASE_SECONDS, Candidate, Decision, Throttle, log_entries
 from bot.state import RUN_TTL, Keys, drop_if_same
@@ -347,9 +347,15 @@ def _send_custom(
     halted: tuple[str, str] | None = None
     settled = time.monotonic()
     texts: dict[tuple[tuple[str, ...], str], str] = {}  # the same pick, the same text
+    ended = ""  # the subscriber whose send is over, released with the next claim
     for decision in reserved:
         if halted:
             batch.append((decision, *halted))
+            continue
+        verdict = inflight.claim(services.redis, decision.openid, throttle.run, ended)
+        ended = decision.openid
+        if verdict != "go":  # said stop, or unfollowed, since the decision
+            batch.append((decision, verdict, "stopped-in-flight"))
         else:
             picked, lang = picks[decision.openid], langs[decision.openid]
             key = (tuple(item.key for item in picked), lang)
@@ -368,6 +374,8 @@ def _send_custom(
         if time.monotonic() - settled >= SETTLE_SECONDS:
             counts.update(throttle.settle(batch))
             batch, settled = [], time.monotonic()
+    if ended:
+        inflight.release(services.redis, ended)
     if batch:
         counts.update(throttle.settle(batch))
     return counts

@@ -28,7 +28,11 @@ FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40)
 """How a Sentinel client retries a command through a failover (about 30 s in all)."""
 
 DURABLE_WAIT_MS = 1000
-"""How long :func:`durable` waits for a replica's acknowledgement."""
+"""How long one ``WAIT`` of :func:`durable` waits for a replica's acknowledgement."""
+
+DURABLE_TRIES = 3
+"""How many ``WAIT`` s :func:`durable` makes before it gives up (a failover's new primary gets
+its replica back within about two seconds)."""
 
 
 class NotDurable(redis.ConnectionError):
@@ -109,10 +113,13 @@ def durable(client: redis.Redis, replicas: int = 1) -> None:
     """
     if not replicated(client):
         return
-    acknowledged = int(client.wait(replicas, DURABLE_WAIT_MS))
-    if acknowledged < replicas:
-        raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
-                         f"{DURABLE_WAIT_MS} ms: the writes may not survive a failover")
+    acknowledged = 0
+    for _ in range(DURABLE_TRIES):  # a failover's new primary has no replica for a second or two
+        acknowledged = int(client.wait(replicas, DURABLE_WAIT_MS))
+        if acknowledged >= replicas:
+            return
+    raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
+                     f"{DURABLE_TRIES * DURABLE_WAIT_MS} ms: the writes may not survive a failover")
 
 
 def bulk(client: redis.Redis, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:

@@ -34,6 +34,7 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
                                         the run and chunk that claimed it (TTL 26 h)
     bot:push:mass-msg:<msg_id>          the run a mass send belongs to, its receipt (hash, 35 days)
     bot:push:runs                       run ids, scored by their slot time (zset)
+    bot:push:sending                    openid -> "run|time": a digest's API call in flight (hash)
     bot:push:tag:<digest>               a tag digest's WeChat tag id and last broadcast (hash)
     bot:push:tag-changes                openids who said stop since: untag them (set)
     bot:push:report:<yyyy-mm-dd>        decisions of a day: "<digest>|<reason>" -> count (hash)
@@ -229,6 +230,11 @@ class Keys:
     def push_runs() -> str:
         """Digest run ids, scored by their slot time."""
         return f"{PREFIX}:push:runs"
+
+    @staticmethod
+    def push_sending() -> str:
+        """openid -> ``run|time`` while a digest's API call to them is in flight (a stop waits)."""
+        return f"{PREFIX}:push:sending"
 
     @staticmethod
     def push_tag(digest: str) -> str:
