@@ -8,8 +8,10 @@ service account) in this process, its delivery log the record of what reached an
 One trial: N subscribers in the 48 h window get one ``custom`` digest (``daily``); while its
 chunks run, a traffic thread posts signed questions, 退订 and unfollows to the webhook and notes
 when each was acknowledged (HTTP 200); a probe writes (and ``WAIT``s) every 20 ms; the primary is
-SIGKILLed ``--failovers`` times (``--pause`` SIGSTOPs it for 3 s first: a split brain), and
-restarted once the sentinels have promoted a replica, as a supervisor would.
+SIGKILLed ``--failovers`` times and restarted once the sentinels have promoted a replica, as a
+supervisor would; or, with ``--pause``, SIGSTOPped until the sentinels have promoted a replica
+and then let go on (a split brain: it still takes the writes its clients had sent, until the
+sentinels demote it).
 
 Checked from the delivery log and the traffic's record, not from the bot's figures:
 
@@ -237,11 +239,13 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
             expected = max(count / 2000, 8.0)  # seconds a run takes, roughly: spread the kills
             for _ in range(failovers):
                 time.sleep(expected / (failovers + 1))
-                if pause:
-                    node = topology.primary()
-                    node.signal(signal.SIGSTOP)
-                    time.sleep(3)
-                    node.signal(signal.SIGCONT)
+                if pause:  # a split brain: frozen until replaced, then back, still a primary
+                    old = topology.primary()
+                    old.signal(signal.SIGSTOP)
+                    kills.append(time.time())
+                    topology.wait_for_failover(old)
+                    old.signal(signal.SIGCONT)  # the sentinels demote it within a second or so
+                    continue
                 old = topology.kill_primary()
                 kills.append(time.time())
                 topology.wait_for_failover(old)
@@ -379,7 +383,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--failovers", type=int, default=3)
-    parser.add_argument("--pause", action="store_true", help="SIGSTOP the primary 3 s first")
+    parser.add_argument("--pause", action="store_true",
+                        help="SIGSTOP the primary until replaced, then SIGCONT (a split brain) "
+                        "instead of killing it")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline", action="store_true",
                         help="first a trial without failover, for coverage")

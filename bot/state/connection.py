@@ -105,16 +105,21 @@ def replicated(client: redis.Redis) -> bool:
     return hasattr(client.connection_pool, "service_name")
 
 
-def durable(client: redis.Redis, replicas: int = 1) -> None:
-    """Return once ``replicas`` replicas hold every write ``client`` made before this call.
+def durable(client: redis.Redis) -> None:
+    """Return once every replica connected to the primary (at least one) holds every write
+    ``client`` made before this call.
 
-    Raises :class:`NotDurable` if they do not within :data:`DURABLE_WAIT_MS`. Nothing to wait
-    for on a server found without the sentinels (no replicas: the embedded Redis).
+    Every one, not any one: the sentinels promote the replica they believe most up to date, from
+    what they last asked (once a second), which may be the one that had not acknowledged yet.
+    Raises :class:`NotDurable` if they do not within :data:`DURABLE_TRIES` waits. Nothing to
+    wait for on a server found without the sentinels (no replicas: the embedded Redis).
     """
     if not replicated(client):
         return
-    acknowledged = 0
+    acknowledged = replicas = 1
     for _ in range(DURABLE_TRIES):  # a failover's new primary has no replica for a second or two
+        connected = client.info("replication").get("connected_slaves", 0)
+        replicas = max(int(connected), 1)
         acknowledged = int(client.wait(replicas, DURABLE_WAIT_MS))
         if acknowledged >= replicas:
             return
