@@ -33,7 +33,7 @@ from flask import (
 from bot import clock, unanswered
 from bot.console import figures, story, words
 from bot.console.auth import Gate, Session
-from bot.push import runs
+from bot.push import report, runs
 from bot.wechat import privileges
 
 if TYPE_CHECKING:
@@ -223,8 +223,6 @@ def overview() -> str:
     shown = figures.overview(services.redis, today, g.lang)
     account = services.config.account
     first = dt.datetime.combine(today - dt.timedelta(days=figures.DAYS - 1), dt.time(), dt.UTC)
-    from bot.push import report
-
     return render_template(
         "console/overview.html", page="overview", shown=shown,
         kind=privileges.describe(account.type, account.verified),
