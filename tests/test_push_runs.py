@@ -413,8 +413,11 @@ def test_a_batch_longer_than_one_call_of_arguments_is_decided_and_settled_whole(
 
 
 def test_a_stop_during_the_chunk_stops_the_digest_not_yet_sent(world, monkeypatch):
-    """Decided for both, then Bob says 退订 while Alice's digest is on its way: his is not sent,
-    and the stop was confirmed only after Alice's call (no digest follows a confirmed stop)."""
+    """Decided for both, then Bob says 退订 while Alice's digest is on its way, his not claimed
+    yet (a slow API: one send per group): his is not sent."""
+    from bot.push import inflight
+
+    monkeypatch.setattr(inflight, "group_size", lambda seconds_per_send: 1)
     alice, bob = world.follower("alice"), world.follower("bob")
     world.clock.advance(3600 + 60)
     send = world.setup.api.send_text
@@ -437,6 +440,64 @@ def test_a_stop_during_the_chunk_stops_the_digest_not_yet_sent(world, monkeypatc
     assert order[0].startswith("stop 已退订")
 
 
+def test_a_stop_during_a_claimed_group_is_confirmed_after_that_digest(world, monkeypatch):
+    """Alice and Bob are claimed together (a fast API); Bob says 退订 while Alice's digest is on
+    its way: his was claimed already, so it goes, and the stop is confirmed only after it."""
+    import threading
+    import time
+
+    alice, bob = world.follower("alice"), world.follower("bob")
+    world.clock.advance(3600 + 60)
+    send = world.setup.api.send_text
+    confirmed: list[float] = []
+    sent: dict[str, float] = {}
+
+    def stop_bob() -> None:
+        subscribers.answer_command(world.r, bob, ("stop", "zh", ""), world.setup.config)
+        confirmed.append(time.monotonic())
+
+    stopper = threading.Thread(target=stop_bob)
+
+    def send_and_bob_stops(openid: str, text: str) -> None:
+        if openid == alice:
+            stopper.start()
+            time.sleep(0.2)
+        send(openid, text)
+        sent[openid] = time.monotonic()
+
+    monkeypatch.setattr(world.setup.api, "send_text", send_and_bob_stops)
+    run, counts = world.run()
+    stopper.join(timeout=10)
+    assert counts == {"sent": 2}
+    assert confirmed and confirmed[0] > sent[bob]  # no digest after the confirmed stop
+    assert world.r.hlen(Keys.push_sending()) == 0
+
+
+def test_a_claim_the_replicas_do_not_hold_sends_nothing(world, monkeypatch):
+    """A primary cut off from its replicas (a split brain) answers a claim from data a stop may
+    never have reached: nothing is sent on it, the sends wait for a retry."""
+    from bot import state
+
+    world.follower("alice"), world.follower("bob")
+    world.clock.advance(3600 + 60)
+    waited: list[int] = []
+
+    def cut_off(client) -> None:  # noqa: ANN001
+        waited.append(client.hlen(Keys.push_sending()))
+        raise state.NotDurable("0 of 1 replicas acknowledged")
+
+    monkeypatch.setattr(state, "durable", cut_off)
+    run = runs.run_id("daily", runs.last_slot(world.daily, "Asia/Shanghai", clock.now()))
+    chunks: list[list[str]] = []
+    runs.plan(world.setup, run, lambda i, openids: chunks.append(openids))
+    with pytest.raises(runs.RetryLater):
+        runs.process_chunk(world.setup, run, chunks[0], final_attempt=False)
+    assert waited == [2]  # after the claim, before any call
+    assert world.delivered() == []
+    assert set(world.ledger(run).values()) == {"retry"}
+    assert world.r.hlen(Keys.push_sending()) == 0
+
+
 def test_a_stop_waits_for_the_digest_already_on_its_way(world):
     import threading
     import time
@@ -444,7 +505,7 @@ def test_a_stop_waits_for_the_digest_already_on_its_way(world):
     from bot.push import inflight
 
     alice = world.follower("alice")
-    assert inflight.claim(world.r, alice, "daily@1") == "go"  # the API call starts
+    assert inflight.claim(world.r, [alice], "daily@1") == ["go"]  # the API call starts
     confirmed: list[float] = []
     stopper = threading.Thread(target=lambda: confirmed.append(
         (subscribers.answer_command(world.r, alice, ("stop", "zh", ""), world.setup.config),
@@ -453,7 +514,7 @@ def test_a_stop_waits_for_the_digest_already_on_its_way(world):
     time.sleep(0.3)
     assert confirmed == []  # not confirmed while the digest is in flight
     ended = time.monotonic()
-    inflight.release(world.r, alice)  # the call returned
+    inflight.release(world.r, [alice])  # the call returned
     stopper.join(timeout=5)
     assert confirmed and confirmed[0] >= ended
-    assert inflight.claim(world.r, alice, "daily@1") == "skipped-optout"
+    assert inflight.claim(world.r, [alice], "daily@1") == ["skipped-optout"]

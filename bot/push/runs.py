@@ -342,43 +342,73 @@ def _send_custom(
     langs: dict[str, str],
     final_attempt: bool,
 ) -> Counter[str]:
+    """Call the API for each reserved send, a claimed group at a time (:mod:`bot.push.inflight`),
+    and settle the outcomes every :data:`SETTLE_SECONDS`."""
+    r = services.redis
     counts: Counter[str] = Counter()
     batch: list[tuple[Decision, str, str]] = []
     halted: tuple[str, str] | None = None
     settled = time.monotonic()
     texts: dict[tuple[tuple[str, ...], str], str] = {}  # the same pick, the same text
-    ended = ""  # the subscriber whose send is over, released with the next claim
-    for decision in reserved:
+    ended: list[str] = []  # the group whose sends are over, released with the next claim
+    per_send, at = 0.0, 0
+    while at < len(reserved):
+        group = reserved[at: at + inflight.group_size(per_send)]
+        at += len(group)
         if halted:
-            batch.append((decision, *halted))
+            batch.extend((decision, *halted) for decision in group)
             continue
-        verdict = inflight.claim(services.redis, decision.openid, throttle.run, ended)
-        ended = decision.openid
-        if verdict != "go":  # said stop, or unfollowed, since the decision
-            batch.append((decision, verdict, "stopped-in-flight"))
-        else:
-            picked, lang = picks[decision.openid], langs[decision.openid]
-            key = (tuple(item.key for item in picked), lang)
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = render(picked, lang)
+        started = time.monotonic()
+        verdicts = inflight.claim(r, [d.openid for d in group], throttle.run, ended)
+        ended = [d.openid for d, verdict in zip(group, verdicts, strict=True) if verdict == "go"]
+        if ended:
             try:
-                services.api.send_text(decision.openid, text)
-                batch.append((decision, "sent", ""))
-            except ApiError as exc:
-                outcome, detail, stop = failure(exc, final_attempt)
-                log.info("digest to %s: %s (%s)", decision.openid, outcome, exc)
-                batch.append((decision, outcome, detail))
-                if stop:
-                    halted = (outcome, detail)
+                state.durable(r)  # a claim a failover could forget does not send
+            except state.NotDurable as exc:
+                log.warning("digests of %s held back: %s", throttle.run, exc)
+                halted = ("failed-api" if final_attempt else "retry"), "not-replicated"
+        for decision, verdict in zip(group, verdicts, strict=True):
+            if halted:
+                batch.append((decision, *halted))
+            elif verdict != "go":  # said stop, or unfollowed, since the decision
+                batch.append((decision, verdict, "stopped-in-flight"))
+            else:
+                halted = _call(services, decision, picks, langs, texts, final_attempt, batch)
+        per_send = (time.monotonic() - started) / len(group)
         if time.monotonic() - settled >= SETTLE_SECONDS:
             counts.update(throttle.settle(batch))
             batch, settled = [], time.monotonic()
-    if ended:
-        inflight.release(services.redis, ended)
     if batch:
         counts.update(throttle.settle(batch))
+    inflight.release(r, ended)
     return counts
+
+
+def _call(
+    services: Services,
+    decision: Decision,
+    picks: dict[str, list[Item]],
+    langs: dict[str, str],
+    texts: dict[tuple[tuple[str, ...], str], str],
+    final_attempt: bool,
+    batch: list[tuple[Decision, str, str]],
+) -> tuple[str, str] | None:
+    """Send one digest, noting its outcome in ``batch``; the outcome that stops the chunk's other
+    calls (quota, outage), if this was one."""
+    picked, lang = picks[decision.openid], langs[decision.openid]
+    key = (tuple(item.key for item in picked), lang)
+    text = texts.get(key)
+    if text is None:
+        text = texts[key] = render(picked, lang)
+    try:
+        services.api.send_text(decision.openid, text)
+    except ApiError as exc:
+        outcome, detail, stop = failure(exc, final_attempt)
+        log.info("digest to %s: %s (%s)", decision.openid, outcome, exc)
+        batch.append((decision, outcome, detail))
+        return (outcome, detail) if stop else None
+    batch.append((decision, "sent", ""))
+    return None
 
 
 def _send_mass(
