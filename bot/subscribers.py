@@ -35,7 +35,7 @@ import redis
 from bot import clock
 from bot.config import Config, Limits
 from bot.push import inflight
-from bot.state import Keys, durable
+from bot.state import Keys, durable, epoch
 from bot.state.writes import Command, Writes
 
 MESSAGE_WINDOW = 48 * 3600
@@ -82,11 +82,12 @@ def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True
 
 def on_unfollow(r: redis.Redis, openid: str) -> None:
     """Unfollowed: purge personal data and cancel queued (deferred) digests."""
+    since = epoch(r)
     pipe = r.pipeline()
     _purge(pipe, openid)
     pipe.zrem(Keys.push_members(), openid)
     pipe.execute()
-    durable(r)  # a failover must not bring back who unfollowed (and push to them)
+    durable(r, since)  # a failover must not bring back who unfollowed (and push to them)
     inflight.wait_for(r, openid)  # a digest already on its way lands before we go on
 
 
@@ -111,6 +112,7 @@ def forget(r: redis.Redis, openid: str) -> None:
     job (:func:`forget_cached_job`), since finding them means scanning the keyspace.
     """
     key = Keys.user(openid)
+    since = epoch(r)
     kept = {name: value for name, value in r.hgetall(key).items() if name in FORGET_KEEPS}
     if kept.get("digests") != "off":
         kept.pop("digests", None)
@@ -119,7 +121,7 @@ def forget(r: redis.Redis, openid: str) -> None:
     if kept:
         pipe.hset(key, mapping=kept)
     pipe.execute()
-    durable(r)
+    durable(r, since)
 
 
 FORGET_KEEPS = frozenset({"subscribed", "digests"})
@@ -349,12 +351,13 @@ def answer_command(
         r.hset(key, "lang", lang)
     limits = config.push.limits
     if name == "stop":
+        since = epoch(r)
         was_on = r.hget(key, "digests") != "off"
         r.hset(key, "digests", "off")
         r.delete(Keys.push_pending(openid))
         r.zrem(Keys.push_due(), openid)
         r.sadd(Keys.push_tag_changes(), openid)  # out of the digest tags (bot.push.tags.sync)
-        durable(r)  # said "stopped" only once a failover cannot lose it
+        durable(r, since)  # said "stopped" only once a failover cannot lose it
         inflight.wait_for(r, openid)  # and once no digest to them is on its way
         return _say("stop" if was_on else "stop-again", lang)
     if name == "start":

@@ -38,8 +38,9 @@ def test_writes_ride_through_a_failover_and_none_acknowledged_is_lost(topology):
         i = 0
         while not stop.is_set():
             try:
+                since = state.epoch(client)
                 client.rpush("log", i)
-                state.durable(client)
+                state.durable(client, since)
                 acknowledged.append(i)
             except NotDurable:
                 pass  # not acknowledged: the caller would not act on it
@@ -69,10 +70,59 @@ def test_writes_ride_through_a_failover_and_none_acknowledged_is_lost(topology):
 
 
 @pytest.mark.redis_server
+@pytest.mark.slow
+def test_writes_across_a_failover_are_not_vouched_for(topology):
+    """Writes made, then a failover, then the WAIT: the new primary acknowledges what it has,
+    which need not be those writes; durable() says so instead of vouching for them."""
+    client = state.connect(topology.url)
+    client.set("warm", "1")
+    since = state.epoch(client)
+    client.rpush("log", "made before the failover")
+    topology.wait_for_failover(topology.kill_primary())
+    client.rpush("log", "made after it")  # through the new primary
+    with pytest.raises(NotDurable, match="moved"):
+        state.durable(client, since)
+    since = state.epoch(client)
+    client.rpush("log", "made on the new primary")
+    state.durable(client, since)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.redis_server
+@pytest.mark.slow
+def test_a_read_interrupted_by_an_exception_drops_its_connection(topology):
+    """A signal handler that raises mid-read (RQ's stop, a job's timeout) must not leave the
+    reply to come on a connection the pool hands out again: the next command would read it."""
+    import signal
+
+    client = state.connect(topology.url)
+    client.set("k", "v")
+
+    def interrupt(signum, frame) -> None:  # noqa: ANN001
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(_Interrupted):
+            client.blpop(["nothing"], timeout=1)  # its reply (nil) comes after a second
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    time.sleep(1.2)
+    assert client.set("k", "w") is True
+    assert client.get("k") == "w"
+
+
+@pytest.mark.redis_server
 def test_durable_is_free_without_replicas(real_redis):
     real_redis.set("x", "1")
     started = time.monotonic()
-    state.durable(real_redis)  # the embedded server: nothing to wait for (WAIT would block)
+    state.durable(real_redis, state.epoch(real_redis))  # the embedded server: nothing to wait
+    # for (WAIT would block)
     assert time.monotonic() - started < 0.1
 
 
@@ -89,8 +139,11 @@ class Replicas:
             self.asked.append(replicas)
             return replicas if acknowledge else 0
 
-        self.r.wait = wait
-        self.r.info = lambda section=None: {"role": "master", "connected_slaves": 2}
+        def acknowledged(client) -> tuple[int, int]:  # noqa: ANN001 - the fake
+            return wait(2, 1000), 2  # two replicas connected
+
+        self.wait = wait
+        monkeypatch.setattr("bot.state.connection._acknowledged", acknowledged)
         monkeypatch.setattr("bot.state.connection.replicated", lambda client: True)
 
 
@@ -121,7 +174,7 @@ def test_reservations_no_replica_holds_are_given_back(monkeypatch, config):
     ledger = fake.r.hget(Keys.push_ledger("daily@1"), ALICE)
     assert ledger.startswith("retry|") and ledger.endswith("|not-replicated")
     fake.waits = 0
-    monkeypatch.setattr(fake.r, "wait", lambda replicas, timeout: replicas)
+    monkeypatch.setattr("bot.state.connection._acknowledged", lambda client: (2, 2))
     decided = throttle.decide([Candidate(ALICE, True)])  # the job's retry decides again
     assert [d.reason for d in decided] == ["reserved"]
 

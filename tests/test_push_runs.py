@@ -482,7 +482,7 @@ def test_a_claim_the_replicas_do_not_hold_sends_nothing(world, monkeypatch):
     world.clock.advance(3600 + 60)
     waited: list[int] = []
 
-    def cut_off(client) -> None:  # noqa: ANN001
+    def cut_off(client, since: int) -> None:  # noqa: ANN001
         waited.append(client.hlen(Keys.push_sending()))
         raise state.NotDurable("0 of 1 replicas acknowledged")
 

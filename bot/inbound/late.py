@@ -79,10 +79,11 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
         ready, reply = delivery.late_answer(r, message, bot)
     if reply is None:
         return "nothing to send"
+    since = state.epoch(r)
     if not r.set(sent_key, "sending", nx=True, ex=SENT_TTL):
         return "already sent"
     try:
-        state.durable(r)  # a failover must not forget the mark and let a retry send it again
+        state.durable(r, since)  # a failover must not forget the mark and let a retry send it again
     except state.NotDurable:
         r.delete(sent_key)
         raise

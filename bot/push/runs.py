@@ -358,12 +358,12 @@ def _send_custom(
         if halted:
             batch.extend((decision, *halted) for decision in group)
             continue
-        started = time.monotonic()
+        started, since = time.monotonic(), state.epoch(r)
         verdicts = inflight.claim(r, [d.openid for d in group], throttle.run, ended)
         ended = [d.openid for d, verdict in zip(group, verdicts, strict=True) if verdict == "go"]
         if ended:
             try:
-                state.durable(r)  # a claim a failover could forget does not send
+                state.durable(r, since)  # a claim a failover could forget does not send
             except state.NotDurable as exc:
                 log.warning("digests of %s held back: %s", throttle.run, exc)
                 halted = ("failed-api" if final_attempt else "retry"), "not-replicated"

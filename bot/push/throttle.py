@@ -35,7 +35,7 @@ import redis
 
 from bot import clock
 from bot.config import Limits
-from bot.state import RUN_TTL, Keys, Lua, NotDurable, durable, timebase
+from bot.state import RUN_TTL, Keys, Lua, NotDurable, durable, epoch, timebase
 from bot.subscribers import MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS
 
 FINAL = (
@@ -144,6 +144,7 @@ class Throttle:
                 Keys.clock_offset(), Keys.push_account_counts(), Keys.push_logs(),
                 Keys.push_mass_logs(), Keys.push_cs_logs()]
         timebase.publish(self.r)
+        since = epoch(self.r)
         flat = [_text(v) for v in _script("decide.lua")(self.r, keys, args)]
         out = []
         for i, c in enumerate(batch):
@@ -152,15 +153,15 @@ class Throttle:
             out.append(Decision(c.openid, reason, float(at), reserved, fresh == "1"))
         made = [d for d in out if d.reason == "reserved" and d.fresh]
         if made and not dry_run:
-            self._replicate(made)
+            self._replicate(made, since)
         return out
 
-    def _replicate(self, made: list[Decision]) -> None:
+    def _replicate(self, made: list[Decision], since: int) -> None:
         """Return once a replica holds the reservations ``made``: one lost in a failover would
         let a retry send again. If none does in time, give them back (``retry``) and raise
         :class:`bot.state.NotDurable`: nothing is sent on them."""
         try:
-            durable(self.r)
+            durable(self.r, since)
         except NotDurable:
             self.settle([(d, "retry", "not-replicated") for d in made])
             raise

@@ -2,7 +2,7 @@
 
 - ``keys``        every key name, with the TTLs of transient data (:class:`Keys`)
 - ``connection``  a URL to a client (plain, Unix socket, Sentinel, retried through a failover);
-                  bulk reads; bytes clients; ``durable()``, WAIT for a replica
+                  bulk reads; bytes clients; ``durable()``, WAIT for the replicas
 - ``replicated``  a primary, replicas and three sentinels on this machine (failover tests)
 - ``embedded``    the embedded ``redis-server`` under ``BOT_DATA_DIR`` when ``REDIS_URL`` is unset
 - ``scripts``     Lua run by SHA1 (:class:`Lua`), and the compare-and-delete every lock uses
@@ -10,7 +10,7 @@
 - ``timebase``    one virtual time for every process of a simulation
 """
 
-from bot.state.connection import NotDurable, bulk, bytes_client, connect, durable
+from bot.state.connection import NotDurable, bulk, bytes_client, connect, durable, epoch
 from bot.state.embedded import (
     embedded_url,
     ensure_embedded,
@@ -35,6 +35,7 @@ __all__ = [
     "drop_if_same",
     "durable",
     "embedded_url",
+    "epoch",
     "ensure_embedded",
     "redis_server_binary",
     "resolve_url",

@@ -7,10 +7,10 @@ exponential back-off (:data:`FAILOVER_RETRY`: 50 ms doubling to 1 s, for about 3
 a request rides through a failover instead of failing.
 
 Replication is asynchronous: a write the primary acknowledged can be lost with it. The writes
-whose loss would make the bot send twice or ignore a stop (a digest's reservations before the API
-call, an opt-out, an unfollow's purge, a late answer's "sent" mark) are followed by
-:func:`durable`: ``WAIT`` for one replica. On a server without replicas (the embedded one, a
-plain URL) it does nothing.
+whose loss would make the bot send twice or ignore a stop (a digest's reservations and claims
+before the API call, an opt-out, an unfollow's purge, a late answer's "sent" mark) are followed
+by :func:`durable`: ``WAIT`` for every connected replica. On a server without replicas (the
+embedded one, a plain URL) it does nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import SentinelManagedConnection
+
+from bot.state.keys import Keys
 
 FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40)
 """How a Sentinel client retries a command through a failover (about 30 s in all)."""
@@ -87,7 +89,29 @@ class _FollowingConnection(SentinelManagedConnection):
     ``connect_check_health``) to the address it had, the dead primary's, for every retry, and
     fails. Measured: a writer meeting a SIGKILLed primary gave up instead of following the
     sentinels to the new one (tests/test_failover.py).
+
+    It also drops itself when a read is interrupted, as redis-py's plain connections do: the
+    sentinel one passes ``disconnect_on_error=False``, so an exception raised mid-read (RQ's
+    stop signal, a job's timeout) left the reply to come on the connection, and the next
+    command read it as its own (measured: ``SET`` answered with a ``BLPOP``'s nil).
     """
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        """Connect to the primary at ``address``, counting a move (:func:`epoch`) when it is not
+        where this pool's connections last found it. redis-py then drops the idle connections
+        to the old one, and each busy one when it is given back."""
+        shared = self.connection_pool  # the pool's proxy, which all its connections share
+        if getattr(shared, "named", address) != address:
+            shared.moves = getattr(shared, "moves", 0) + 1
+        shared.named = address
+        super().connect_to(address)
+
+    def read_response(  # noqa: ANN201 - redis-py's own signature
+        self, disable_decoding: bool = False, *, disconnect_on_error: bool = True, **kwargs: Any
+    ):
+        return super().read_response(
+            disable_decoding=disable_decoding, disconnect_on_error=disconnect_on_error, **kwargs
+        )
 
     def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -105,26 +129,70 @@ def replicated(client: redis.Redis) -> bool:
     return hasattr(client.connection_pool, "service_name")
 
 
-def durable(client: redis.Redis) -> None:
-    """Return once every replica connected to the primary (at least one) holds every write
-    ``client`` made before this call.
+def epoch(client: redis.Redis) -> int:
+    """How many times ``client``'s connections have found the primary moved: take it before
+    writes that must survive, and give it to :func:`durable` after them."""
+    shared = getattr(client.connection_pool, "proxy", None)  # what its connections share
+    return getattr(shared, "moves", 0)
 
-    Every one, not any one: the sentinels promote the replica they believe most up to date, from
+
+def durable(client: redis.Redis, since: int) -> None:
+    """Return once every replica connected to the primary (at least one) holds every write this
+    process made on it before this call, ``since`` being :func:`epoch` before those writes.
+
+    Every replica, not any one: the sentinels promote the one they believe most up to date, from
     what they last asked (once a second), which may be the one that had not acknowledged yet.
-    Raises :class:`NotDurable` if they do not within :data:`DURABLE_TRIES` waits. Nothing to
-    wait for on a server found without the sentinels (no replicas: the embedded Redis).
+
+    Raises :class:`NotDurable` if they do not within :data:`DURABLE_TRIES` waits, or if the
+    primary moved since ``since``: some of the writes may have gone to the one replaced, and
+    lost with it (the new primary acknowledges only what it has). Nothing to wait for on a
+    server found without the sentinels (no replicas: the embedded Redis).
     """
     if not replicated(client):
         return
+    acknowledged, replicas = _acknowledged(client)
+    if acknowledged < replicas:
+        raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
+                         f"{DURABLE_TRIES * DURABLE_WAIT_MS} ms: the writes may not survive a "
+                         "failover")
+    if epoch(client) != since:
+        raise NotDurable("the primary moved while the writes were made: some may have gone to "
+                         "the one replaced")
+
+
+def _acknowledged(client: redis.Redis) -> tuple[int, int]:
+    """``(replicas that acknowledged, replicas asked)``.
+
+    ``WAIT`` waits for the writes of its own connection only, and the writes to make durable
+    went through whichever connections the pool gave out (another thread's, in a web process).
+    So one connection writes a marker (``Keys.durable``) and waits for it: a primary replicates
+    in order, so a replica that holds the marker holds every write the primary took before it.
+    The connection is used directly, without the client's retry: a retry on a new connection
+    (after a failover) would wait for nothing.
+    """
+    pool = client.connection_pool
+    connection = pool.get_connection()
     acknowledged = replicas = 1
-    for _ in range(DURABLE_TRIES):  # a failover's new primary has no replica for a second or two
-        connected = client.info("replication").get("connected_slaves", 0)
-        replicas = max(int(connected), 1)
-        acknowledged = int(client.wait(replicas, DURABLE_WAIT_MS))
-        if acknowledged >= replicas:
-            return
-    raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
-                     f"{DURABLE_TRIES * DURABLE_WAIT_MS} ms: the writes may not survive a failover")
+    try:
+        connection.send_command("INCR", Keys.durable())
+        connection.read_response()
+        for _ in range(DURABLE_TRIES):  # a failover's new primary lacks a replica for a second
+            connection.send_command("INFO", "replication")
+            info = connection.read_response()
+            info = info.decode() if isinstance(info, bytes) else str(info)
+            connected = next((int(line.partition(":")[2]) for line in info.splitlines()
+                              if line.startswith("connected_slaves:")), 0)
+            replicas = max(connected, 1)
+            connection.send_command("WAIT", replicas, DURABLE_WAIT_MS)
+            acknowledged = int(connection.read_response())
+            if acknowledged >= replicas:
+                break
+    except redis.RedisError as exc:
+        connection.disconnect()
+        raise NotDurable(f"no replica acknowledged: {exc}") from exc
+    finally:
+        pool.release(connection)
+    return acknowledged, replicas
 
 
 def bulk(client: redis.Redis, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:

@@ -277,6 +277,12 @@ class Keys:
         return f"{PREFIX}:admin:failures:{address}"
 
     @staticmethod
+    def durable() -> str:
+        """A counter each :func:`bot.state.durable` increments: the write whose replication it
+        waits for (every write before it is replicated before it)."""
+        return f"{PREFIX}:durable"
+
+    @staticmethod
     def clock_offset() -> str:
         """Seconds a simulation adds to the Redis server's clock (absent in production)."""
         return f"{PREFIX}:clock:offset"
