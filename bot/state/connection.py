@@ -151,13 +151,13 @@ def durable(client: redis.Redis, since: int) -> None:
     if not replicated(client):
         return
     acknowledged, replicas = _acknowledged(client)
+    if epoch(client) != since:
+        raise NotDurable("the primary moved while the writes were made: some may have gone to "
+                         "the one replaced")
     if acknowledged < replicas:
         raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
                          f"{DURABLE_TRIES * DURABLE_WAIT_MS} ms: the writes may not survive a "
                          "failover")
-    if epoch(client) != since:
-        raise NotDurable("the primary moved while the writes were made: some may have gone to "
-                         "the one replaced")
 
 
 def _acknowledged(client: redis.Redis) -> tuple[int, int]:
