@@ -18,9 +18,10 @@ brain: it still takes the writes its clients had sent, until the sentinels demot
 Checked from the delivery log and the traffic's record, not from the bot's figures:
 
 - digests delivered twice to one subscriber;
-- digests delivered to someone after their 退订 or unfollow was acknowledged;
-- questions answered twice (more answers, in the webhook's reply or later through the
-  customer-service API, than questions posted), and acknowledged questions never answered;
+- digests delivered to someone after their 退订 or unfollow was acknowledged (in the webhook's
+  reply, or later through the customer-service API when the reply missed its deadline);
+- messages answered twice (more replies, in the webhook's reply or later through the
+  customer-service API, than questions and 退订 posted), and acknowledged ones never answered;
 - coverage: subscribers reached, against a trial without failover (``--baseline``);
 - from each kill, seconds to the first write the new primary acknowledged (with ``WAIT``), and
   to full throughput (the probe's rate back to its median before the kill).
@@ -146,8 +147,8 @@ class Traffic(threading.Thread):
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.acknowledged: list[tuple[str, str, float]] = []  # (openid, what, time)
-        self.asked: Counter[str] = Counter()  # questions posted, acknowledged or not
-        self.answered: Counter[str] = Counter()  # answers in the webhook's reply (passive)
+        self.posted: Counter[str] = Counter()  # messages posted, acknowledged or not
+        self.replied: Counter[str] = Counter()  # replies with content (an answer, "已退订")
         self.refused = 0
         self.done: set[str] = set()
 
@@ -166,8 +167,8 @@ class Traffic(threading.Thread):
             else:
                 what, xml = "unfollow", build_message("event", openid, Event="unsubscribe")
             signed = signed_request(xml, "plain", DEV_TOKEN)
-            if what == "question":  # a slow reply may come later through the API instead
-                self.asked[openid] += 1
+            if what != "unfollow":  # a slow reply may come later through the API instead
+                self.posted[openid] += 1
             try:
                 answer = requests.post(self.url, params=signed.query, data=signed.body, timeout=10)
             except requests.RequestException:
@@ -177,8 +178,8 @@ class Traffic(threading.Thread):
                 self.refused += 1  # not acknowledged (an apology is not a confirmed stop)
                 continue
             self.acknowledged.append((openid, what, time.time()))
-            if what == "question" and ("<Content>" in answer.text or "<Articles>" in answer.text):
-                self.answered[openid] += 1
+            if "<Content>" in answer.text or "<Articles>" in answer.text:
+                self.replied[openid] += 1
             if what != "question":
                 self.done.add(openid)
 
@@ -293,16 +294,19 @@ def trial(count: int, failovers: int, pause: bool, workers: int, seed: int) -> F
 def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
     """The checks, from the delivery log and the traffic's record only."""
     digests: dict[str, list[float]] = {}
-    custom_answers: dict[str, int] = {}
+    late_replies: Counter[str] = Counter()  # replies that missed the deadline, through the API
+    stops_late: dict[str, float] = {}  # a 退订 confirmed through the API, its reply too late
     for line in log.read_text("utf-8").splitlines():
         entry = json.loads(line)
         if entry.get("api") != "custom":
             continue
-        at = _seconds(entry)
-        if "篇新文章" in entry.get("content", ""):  # a digest (bot.push.selection.render)
+        at, content = _seconds(entry), entry.get("content", "")
+        if "篇新文章" in content:  # a digest (bot.push.selection.render)
             digests.setdefault(entry["openid"], []).append(at)
-        else:
-            custom_answers[entry["openid"]] = custom_answers.get(entry["openid"], 0) + 1
+        else:  # an answer, a confirmation, an apology: a reply that missed its deadline
+            late_replies[entry["openid"]] += 1
+            if "退订" in content:  # 已退订推送 / 你已经退订了 (bot.subscribers)
+                stops_late.setdefault(entry["openid"], at)
     figures.digests = sum(len(v) for v in digests.values())
     figures.reached = len(digests)
     figures.duplicates = sum(len(v) - 1 for v in digests.values() if len(v) > 1)
@@ -311,20 +315,22 @@ def _check(figures: Figures, log: Path, traffic: Traffic) -> None:
     for openid, what, at in traffic.acknowledged:
         if what in ("stop", "unfollow") and openid not in stopped:
             stopped[openid], kinds[openid] = at, what
+    for openid, at in stops_late.items():
+        if at < stopped.get(openid, at + 1):
+            stopped[openid], kinds[openid] = at, "stop (confirmed late, through the API)"
     figures.stops_acknowledged = len(stopped)
     late = [o for o, times in digests.items() if o in stopped and max(times) > stopped[o]]
     figures.after_stop = len(late)
     figures.after_stop_openids = [
         f"{o}: {kinds[o]} acknowledged {stopped[o]:.3f}, digest {max(digests[o]):.3f}"
         for o in late[:10]]
-    acknowledged = Counter(o for o, w, _ in traffic.acknowledged if w == "question")
-    figures.questions_acknowledged = sum(acknowledged.values())
-    answers = traffic.answered + Counter(custom_answers)  # in the reply, or later by the API
-    figures.questions_answered_twice = sum(  # more answers than questions posted
-        max(0, answers[o] - traffic.asked[o]) for o in answers)
-    figures.questions_unanswered = sum(
-        max(0, acknowledged[o] - answers[o]) for o in acknowledged)
-    figures.late_answers = sum(custom_answers.values())
+    figures.questions_acknowledged = sum(1 for _, w, _ in traffic.acknowledged if w == "question")
+    expecting = Counter(o for o, w, _ in traffic.acknowledged if w != "unfollow")
+    replies = traffic.replied + late_replies  # in the webhook's reply, or later through the API
+    figures.questions_answered_twice = sum(  # more replies than messages posted
+        max(0, replies[o] - traffic.posted[o]) for o in replies)
+    figures.questions_unanswered = sum(max(0, expecting[o] - replies[o]) for o in expecting)
+    figures.late_answers = sum(late_replies.values())
     figures.traffic_refused = traffic.refused
 
 
@@ -399,14 +405,15 @@ def _wait_decided(r, run: str, decided: int, revive: Callable[[], None]) -> None
 
 
 def _wait_done(r, run: str, timeout: float, revive: Callable[[], None]) -> None:  # noqa: ANN001
-    """Until every chunk of ``run`` has been processed (its plan says so)."""
+    """Until every chunk of ``run`` has been processed (its plan says so), retries included."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         revive()
         try:
             plan = r.hgetall(Keys.push_plan(run))
             queue = jobs.queue(state.bytes_client(r))
-            busy = queue.count or queue.started_job_registry.count
+            busy = (queue.count or queue.started_job_registry.count
+                    or queue.scheduled_job_registry.count)  # a chunk's retry (90 s later)
             if plan.get("state") == "planned" and not busy:
                 return
         except Exception:  # noqa: BLE001 - a failover in the middle of looking

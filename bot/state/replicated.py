@@ -153,8 +153,11 @@ class Topology:
         node.signal(signal.SIGKILL)
         return node
 
-    def wait_for_failover(self, old: Node, timeout: float = 30) -> Node:
-        """Wait until the sentinels name another primary and it takes writes; that node."""
+    def wait_for_failover(self, old: Node, timeout: float = 60) -> Node:
+        """Wait until the sentinels name another primary and it takes writes; that node.
+
+        Usually two or three seconds; a split election is tried again after twice the
+        failover timeout (10 s), and on a loaded machine a second one was seen to split too."""
         def promoted() -> bool:
             port = self._named_primary()
             if port is None or port == old.port:
