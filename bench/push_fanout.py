@@ -399,6 +399,12 @@ def tag_bench(count: int, changing: float) -> None:
           f"{full / max(day2, 1):.0f}x fewer; day 1 (everyone new) took {day1}")
 
 
+def enqueue_chunks(s: Services, run: str, queue: Queue) -> int:
+    """Plan ``run`` into chunk jobs of the bot's own :func:`chunk_job` on ``queue``; how many."""
+    return runs.plan(s, run, lambda i, openids: queue.enqueue(
+        "__main__.chunk_job", run, openids, job_id=f"chunk-{i}", result_ttl=0))
+
+
 class _Without:
     """One durability measure taken out of this process and the workers it forks (they inherit
     the patch): the cost of each is the rate with it against the rate without."""
@@ -454,10 +460,8 @@ def durability_bench(count: int, workers: int) -> None:
                 with _Without(no_wait, no_claim):
                     _SETUP = None
                     s = setup()
-                    took = timed(queue, workers, lambda s=s, run=run: runs.plan(
-                        s, run, lambda i, openids, run=run: queue.enqueue(
-                            "__main__.chunk_job", run, openids, job_id=f"chunk-{i}",
-                            result_ttl=0)))["finished"]
+                    took = timed(queue, workers,
+                                 lambda s=s, run=run: enqueue_chunks(s, run, queue))["finished"]
                 decided = r.hlen(Keys.push_ledger(run))
                 rate = decided / took
                 rates.setdefault(label, []).append(rate)
@@ -526,8 +530,7 @@ def main() -> None:
 
         def plan() -> int:
             nonlocal chunks
-            chunks = runs.plan(s, run, lambda i, openids: queue.enqueue(
-                "__main__.chunk_job", run, openids, job_id=f"chunk-{i}", result_ttl=0))
+            chunks = enqueue_chunks(s, run, queue)
             return chunks
 
         forks = int(r.info("stats")["total_forks"])

@@ -45,6 +45,7 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:asked-by                        openids with such questions, by the latest (zset, same TTL)
     bot:admin:session:<sha256>          a console login: its CSRF token (hash, TTL: session_hours)
     bot:admin:failures:<address>        failed console logins from an address (TTL: lockout)
+    bot:durable                         counter: the marker each durable() waits to see replicated
     bot:clock:offset                    simulations only: seconds added to the server clock
     bot:content:generation              bumped by `content reload`: web processes rescan content/
 """
