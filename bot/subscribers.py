@@ -19,7 +19,8 @@ The push throttle keeps, in hashes with one field per subscriber, their digest c
 digest and mass. Unsubscribing deletes every key of ``Keys.personal`` and every field of
 ``Keys.personal_fields`` and cancels deferred digests; only the digest and mass send logs
 (``Keys.push_logs``, ``Keys.push_mass_logs``) stay until their entries age out, because they are
-what keeps a quick re-follow within the caps.
+what keeps a quick re-follow within the caps. The unfollow's time stays a day (``Keys.gone``,
+:data:`GONE_SECONDS`): writes on behalf of anything from before it, landing after it, are skipped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bot import clock
 from bot.config import Config, Limits
 from bot.push import inflight
 from bot.state import Keys, durable, epoch
-from bot.state.writes import Command, Writes
+from bot.state.writes import Command, Writes, unless_after
 
 MESSAGE_WINDOW = 48 * 3600
 """Seconds after a user message during which customer-service messages may be sent."""
@@ -63,7 +64,10 @@ def record(r: redis.Redis, openid: str) -> dict[str, str]:
 
 
 def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True) -> None:
-    """A follow (``scene`` from a QR code when given): subscribed, digests on by default."""
+    """A follow (``scene`` from a QR code when given): subscribed, digests on by default.
+
+    Unless they unfollowed after this moment (a follow handled late): see :data:`GONE_SECONDS`.
+    """
     now = clock.now()
     fields = {
         "subscribed": "1",
@@ -73,11 +77,21 @@ def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True
     }
     if scene:
         fields["scene"] = scene
-    pipe = r.pipeline()
-    pipe.hset(Keys.user(openid), mapping=fields)
-    pipe.hsetnx(Keys.user(openid), "digests", "on" if digests else "off")
-    pipe.zadd(Keys.push_members(), {openid: now})
-    pipe.execute()
+    key = Keys.user(openid)
+    batch = Writes()
+    batch.hset(key, mapping=fields)
+    batch.hsetnx(key, "digests", "on" if digests else "off")
+    batch.zadd(Keys.push_members(), {openid: now})
+    batch.commands = unless_after(Keys.gone(openid), now, batch.commands)
+    batch.send(r)
+
+
+GONE_SECONDS = 24 * 3600
+"""How long an unfollow's time is kept (``Keys.gone``). Until then, writes on behalf of anything
+that happened before it (a message or a follow whose handling a failover or a slow handler held
+back past the unfollow) are skipped: they neither bring the subscriber back nor leave personal
+data behind the purge. On the platform, someone who unfollowed cannot message the account
+without following again, and the follow comes first; a day is far longer than any handling."""
 
 
 def on_unfollow(r: redis.Redis, openid: str) -> None:
@@ -86,6 +100,7 @@ def on_unfollow(r: redis.Redis, openid: str) -> None:
     pipe = r.pipeline()
     _purge(pipe, openid)
     pipe.zrem(Keys.push_members(), openid)
+    pipe.set(Keys.gone(openid), f"{clock.now():.6f}", ex=GONE_SECONDS)
     pipe.execute()
     durable(r, since)  # a failover must not bring back who unfollowed (and push to them)
     inflight.wait_for(r, openid)  # a digest already on its way lands before we go on
@@ -152,26 +167,26 @@ def on_activity(r: redis.Redis, openid: str, kind: str) -> None:
     makes them a subscriber with the defaults. The webhook makes these same writes through
     :func:`activity_commands`, inside its dedup claim (:mod:`bot.inbound.delivery`).
     """
-    pipe = r.pipeline(transaction=False)  # one round trip
-    for command in activity_commands(openid, kind):
-        pipe.execute_command(*command)
-    pipe.execute()
+    batch = Writes()  # one round trip
+    batch.commands = activity_commands(openid, kind)
+    batch.send(r)
 
 
 def activity_commands(openid: str, kind: str) -> list[Command]:
-    """The writes of :func:`on_activity`, as commands for a caller that sends them itself."""
+    """The writes of :func:`on_activity`, as commands for a caller that sends them itself
+    (in a batch of :mod:`bot.state.writes`): none when they unfollowed since (``Keys.gone``)."""
     if kind not in ACTIVITIES:
         raise ValueError(f"unknown activity {kind!r}; expected one of {', '.join(ACTIVITIES)}")
     at = clock.now()
     now = f"{at:.3f}"
     key = Keys.user(openid)
-    return [
+    return unless_after(Keys.gone(openid), at, [
         ("HSETNX", key, "subscribed", "1"),  # someone unknown: a follower from before the bot
         ("HSETNX", key, "since", now),
         ("HSETNX", key, "digests", "on"),
         ("ZADD", Keys.push_members(), "NX", repr(at), openid),
         ("HSET", key, "last_seen", now, "last_msg" if kind == "message" else "last_act", now),
-    ]
+    ])
 
 
 def learn(
@@ -260,6 +275,8 @@ _COMMANDS: list[tuple[re.Pattern[str], str, str]] = [
 _TEXTS = {
     "stop": ("已退订推送，不会再收到摘要。发送「订阅」可恢复。",
              "Digests stopped: you will get no more. Send 'start' to resume."),
+    "gone": ("你已取消关注，设置没有改动。",
+             "You no longer follow this account; nothing was changed."),
     "stop-again": ("你已经退订了推送。发送「订阅」可恢复。",
                    "Digests are already off. Send 'start' to resume."),
     "start": ("已恢复推送。", "Digests are on again."),
@@ -346,7 +363,9 @@ def answer_command(
     name, lang, arg = parsed
     key = Keys.user(openid)
     if not r.hexists(key, "subscribed"):
-        on_follow(r, openid)
+        if r.exists(Keys.gone(openid)):  # unfollowed since this message came: nothing to change
+            return _say("gone", lang)
+        on_follow(r, openid)  # a follower from before the bot
     if name != "forget":
         r.hset(key, "lang", lang)
     limits = config.push.limits

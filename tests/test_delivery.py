@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot import clock
+from bot import clock, subscribers
 from bot.clock import VirtualClock
 from bot.config import Config
 from bot.inbound import delivery
@@ -225,3 +225,40 @@ def test_a_failing_activity_write_is_logged_and_the_question_answered(
         reply = wechat.ask("微信", OPENID)
     assert reply.kind == "text"
     assert "WRONGTYPE" in caplog.text
+
+
+def test_a_question_handled_after_its_sender_unfollowed_leaves_nothing(
+    wechat: WeChat, fake_redis, monkeypatch
+) -> None:
+    """The question arrives, its handler is held up (a failover, a slow search) while the sender
+    unfollows; the handler's writes then land: they must not re-create the purged subscriber."""
+    wechat.ask("微信", OPENID)
+    assert fake_redis.hget(Keys.user(OPENID), "subscribed") == "1"
+    release = threading.Event()
+    original = registry.dispatch
+
+    def held(message: Inbound, context: Services):
+        if message.content == "held":
+            release.wait(5)
+            subscribers.learn(context.writes, message.openid, ["held"], "en")
+            with context.later() as batch:
+                batch.set(Keys.session(message.openid), "held")
+        return original(message, context)
+
+    monkeypatch.setattr(registry, "dispatch", held)
+    with ThreadPoolExecutor(1) as pool:
+        question = pool.submit(wechat.ask, "held", OPENID)
+        time.sleep(0.2)
+        unfollow = build_message("event", OPENID, Event="unsubscribe")
+        assert wechat.reply(unfollow, OPENID).kind == "none"
+        assert not fake_redis.exists(Keys.user(OPENID))
+        release.set()
+        question.result()
+    assert not any(fake_redis.exists(key) for key in Keys.personal(OPENID))
+    assert fake_redis.zscore(Keys.push_members(), OPENID) is None
+
+    follow = build_message("event", OPENID, Event="subscribe")
+    wechat.reply(follow, OPENID)  # following again works as ever
+    wechat.ask("微信", OPENID)
+    assert fake_redis.hget(Keys.user(OPENID), "subscribed") == "1"
+    assert fake_redis.zcard(Keys.push_interests(OPENID)) > 0

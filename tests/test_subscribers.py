@@ -12,6 +12,7 @@ from bot.clock import VirtualClock
 from bot.config import load_config
 from bot.push import throttle
 from bot.state import Keys
+from bot.state.writes import Writes
 
 T0 = 1_790_000_000.0
 
@@ -74,6 +75,48 @@ def cs_remaining(r, openid: str) -> int:
         if opened and now - opened <= window:
             best = max(best, sends - sum(1 for at in sent if at >= opened))
     return best
+
+
+def test_what_came_before_an_unfollow_does_not_bring_them_back(r, now):
+    """A message or follow handled after the unfollow that came after it (a failover or a slow
+    handler held it back) neither re-adopts them nor leaves data; one from after it does."""
+    subscribers.on_follow(r, "o1")
+    held_back = subscribers.activity_commands("o1", "message")  # arrived now...
+    now.advance(1)
+    subscribers.on_unfollow(r, "o1")  # ...they unfollowed a second later...
+    batch = Writes()
+    batch.commands = held_back
+    batch.send(r)  # ...and only then was the message's activity written
+    assert not r.exists(Keys.user("o1"))
+    assert r.zscore(Keys.push_members(), "o1") is None
+    assert 0 < r.ttl(Keys.gone("o1")) <= subscribers.GONE_SECONDS
+
+    now.advance(1)
+    subscribers.on_activity(r, "o1", "message")  # after the unfollow: followed again
+    assert subscribers.record(r, "o1")["subscribed"] == "1"
+    assert r.zscore(Keys.push_members(), "o1") == T0 + 2
+
+
+def test_a_follow_handled_after_a_later_unfollow_is_skipped(r, now):
+    now.advance(5)
+    subscribers.on_unfollow(r, "o1")
+    now.advance(-3)  # a follow from before the unfollow, written after it
+    subscribers.on_follow(r, "o1")
+    assert not r.exists(Keys.user("o1"))
+    now.advance(3)  # the same moment: a follow again
+    subscribers.on_follow(r, "o1")
+    assert r.zscore(Keys.push_members(), "o1") == T0 + 5
+
+
+def test_a_command_from_someone_who_unfollowed_since_changes_nothing(r, now, config):
+    subscribers.on_follow(r, "o1")
+    subscribers.on_unfollow(r, "o1")
+    assert subscribers.chat_command(r, "o1", "订阅", config) == "你已取消关注，设置没有改动。"
+    assert subscribers.chat_command(r, "o1", "stop", config) == (
+        "You no longer follow this account; nothing was changed."
+    )
+    assert not r.exists(Keys.user("o1"))
+    assert r.zscore(Keys.push_members(), "o1") is None
 
 
 def test_a_message_opens_the_48h_window_with_five_sends(r, now):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.state.writes import Writes
+from bot.state.writes import Writes, unless_after
 
 
 def test_a_batch_is_one_command_run_in_order(fake_redis, round_trips) -> None:
@@ -49,3 +49,32 @@ def test_a_server_that_forgot_the_script_gets_it_again(fake_redis) -> None:
     batch.set("b", "2")
     batch.send(fake_redis)
     assert fake_redis.mget("a", "b") == ["1", "2"]
+
+
+def test_commands_behind_a_fence_give_way_to_a_later_time(fake_redis) -> None:
+    def send(at: float) -> None:
+        batch = Writes(fence=("gone", at))
+        batch.incr("fenced")
+        batch.hset("also-fenced", "f", "v")
+        batch.close_fence()
+        batch.incr("open")  # recorded after the fence was closed
+        batch.send(fake_redis)
+
+    send(100.0)  # no time kept: everything runs
+    fake_redis.set("gone", "150.5")
+    send(100.0)  # the key's time is later: the fenced commands are skipped
+    send(150.5)  # not later: they run
+    assert fake_redis.get("fenced") == "2" and fake_redis.hget("also-fenced", "f") == "v"
+    assert fake_redis.get("open") == "3"
+
+
+def test_fences_nest_and_an_empty_one_adds_nothing(fake_redis) -> None:
+    assert unless_after("gone", 1.0, []) == []
+    fake_redis.set("gone", "50")
+    inner = unless_after("gone", 10.0, [("INCR", "inner")])
+    batch = Writes()
+    batch.commands = [*unless_after("other", 10.0, [*inner, ("INCR", "outer")]), ("INCR", "after")]
+    batch.send(fake_redis)
+    assert (fake_redis.get("inner"), fake_redis.get("outer"), fake_redis.get("after")) == (
+        None, "1", "1",
+    )

@@ -10,6 +10,9 @@ sits between the webhook and the handlers and guarantees, per delivery (sender +
   that wins the claim, inside the claim itself;
 - a retry that arrives while the first is still being answered waits for that answer, within its
   own budget, then answers "no reply" (``success``) if it is still not ready.
+- the writes made on its behalf (the activity, the handler's deferred writes, a kept answer) are
+  skipped if the sender unfollowed after it arrived (:func:`fence`): a delivery held back past an
+  unfollow (by a failover, or a slow handler) neither brings them back nor leaves data behind.
 
 An answer not ready within the budget takes one of two paths, chosen by what the account may
 call (:func:`sends_later`, from ``config/account.yaml`` and :mod:`bot.wechat.privileges`):
@@ -50,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from bot import clock
 from bot.inbound import kept
 from bot.inbound.encoding import LATE_MARK, decode, encode
 from bot.inbound.handlers import activity, registry
@@ -152,6 +156,7 @@ def answer(
     Raises :class:`Replayed` when ``guard`` fails (before anything else is read or written).
     """
     started = time.monotonic()
+    arrived = clock.now()
     r = services.redis
     seen_key = Keys.seen(message.openid, message.delivery_id)
     lock_key = Keys.lock(message.openid, message.delivery_id)
@@ -174,7 +179,7 @@ def answer(
 
     api = sends_later(services)
     wait = budget if api else max(budget, OUTLAST_SECONDS)
-    writes = Writes()  # the handler's deferred writes, then the answer
+    writes = Writes(fence(message, arrived))  # the handler's deferred writes, then the answer
     answering = services.answering(writes)
     future: Future[Reply] = _pool.submit(compute, message, answering)
     try:
@@ -197,10 +202,17 @@ def answer(
         return None
     if found.kept and isinstance(reply, Text):
         reply = kept.with_kept(message, reply, answering)
+    writes.close_fence()
     writes.set(seen_key, encode(reply), ex=dedup_ttl)
     writes.delete(lock_key)
     writes.send(r)
     return reply
+
+
+def fence(message: Inbound, arrived: float) -> tuple[str, float] | None:
+    """What the writes made on behalf of ``message`` give way to: an unfollow after it
+    ``arrived`` (:data:`bot.subscribers.GONE_SECONDS`); nothing for the unfollow itself."""
+    return None if message.event == "unsubscribe" else (Keys.gone(message.openid), arrived)
 
 
 def claim(
@@ -249,6 +261,7 @@ def _store_late(
 ) -> None:
     reply = done.result()  # compute() never raises
     late_key = Keys.late(message.openid, message.delivery_id)
+    writes.close_fence()
     writes.set(late_key, encode(reply), ex=LATE_GRACE_SECONDS * 2)
     writes.delete(lock_key)
     writes.send(r)

@@ -87,6 +87,7 @@ def keep(
     reply = done.result()  # the delivery's compute() never raises
     seen_key = Keys.seen(message.openid, message.delivery_id)
     if reply is None:
+        writes.close_fence()
         writes.set(seen_key, encode(None), ex=dedup_ttl)
     else:
         question = " ".join(message.content.split())
@@ -96,6 +97,7 @@ def keep(
         kept_key = Keys.kept(message.openid)
         writes.hset(kept_key, message.delivery_id, json.dumps(record, ensure_ascii=False))
         writes.expire(kept_key, KEPT_TTL)
+        writes.close_fence()
         writes.set(seen_key, HELD + encode(reply), ex=dedup_ttl)
         log.info("late answer to %s kept for a re-delivery or the next message",
                  message.delivery_id)

@@ -11,6 +11,7 @@ Key layout (every key is built by :class:`Keys`, nowhere else)::
     bot:url:<timestamp>:<nonce>         SHA-1 of the plaintext body first signed so (TTL 2 windows)
     bot:session:<openid>                the last question and how far "more" has gone (TTL 10 min)
     bot:user:<openid>                   subscriber record (hash)
+    bot:gone:<openid>                   when they last unfollowed (TTL 1 day; see subscribers)
     bot:scene:<openid>                  QR scenes a subscriber came from (list, the last 20)
     bot:events:<kind>                   delivery receipts and other recorded events (capped list)
     bot:api:token                       the shared WeChat access token (TTL: expires_in - 5 min)
@@ -111,6 +112,12 @@ class Keys:
     def user(openid: str) -> str:
         """A subscriber's record."""
         return f"{PREFIX}:user:{openid}"
+
+    @staticmethod
+    def gone(openid: str) -> str:
+        """When a subscriber last unfollowed: writes on behalf of anything from before then give
+        way (:func:`bot.subscribers.on_unfollow`)."""
+        return f"{PREFIX}:gone:{openid}"
 
     @staticmethod
     def scenes(openid: str) -> str:
