@@ -79,7 +79,7 @@ def test_too_slow_answer_becomes_success_and_goes_late(
 ) -> None:
     app = make_app(config_override=verified(config, 0.3))
     late: list[Inbound] = []
-    app.extensions["bot.enqueue_late"] = late.append
+    app.extensions["bot.enqueue_late"] = lambda message, arrived: late.append(message)
     wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message("text", OPENID, Content="slow 1")
     started = time.monotonic()
@@ -105,6 +105,29 @@ def test_late_answer_recomputed_when_its_process_died(app, fake_redis, slow_hand
     # no stored answer and no lock: the web process is gone
     ready, answer = delivery.late_answer(fake_redis, message, context)
     assert ready and answer == Text("answer to slow 0")
+
+
+def test_a_recomputed_late_answer_writes_nothing_for_who_unfollowed_since(
+    app, fake_redis, monkeypatch
+) -> None:
+    def writing(message: Inbound, context: Services):
+        with context.later() as batch:
+            batch.set(Keys.session(message.openid), message.msg_id)
+        return Text("recomputed")
+
+    monkeypatch.setattr(registry, "dispatch", writing)
+    context = app.extensions["bot.services"]
+    fake_redis.set(Keys.gone(OPENID), "1790000100.0")  # they unfollowed at that time
+    for msg_id, arrived in (("1", 1_790_000_050.0), ("2", 1_790_000_150.0)):
+        message = Inbound(
+            kind="text", openid=OPENID, account="gh", create_time=1, msg_id=msg_id, content="q"
+        )
+        assert delivery.late_answer(fake_redis, message, context, arrived) == (
+            True, Text("recomputed"),
+        )
+        if msg_id == "1":  # arrived before the unfollow: its writes give way
+            assert not fake_redis.exists(Keys.session(OPENID))
+    assert fake_redis.get(Keys.session(OPENID)) == "2"  # arrived after it (followed again)
 
 
 def test_handler_crash_gives_an_apology_not_a_500(wechat: WeChat, monkeypatch, caplog) -> None:
@@ -205,7 +228,7 @@ def test_a_late_answer_keeps_the_writes_its_handler_deferred(
 
     monkeypatch.setattr(registry, "dispatch", slow)
     app = make_app(config_override=verified(config, 0.2))
-    app.extensions["bot.enqueue_late"] = lambda message: None
+    app.extensions["bot.enqueue_late"] = lambda message, arrived: None
     wechat = WeChat(app.test_client(), app.extensions["bot.services"].settings)
     xml = build_message("text", OPENID, Content="slow", msg_id=4242)
     assert wechat.reply(xml, OPENID).kind == "none"

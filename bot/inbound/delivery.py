@@ -76,8 +76,9 @@ OUTLAST_SECONDS = 5.5
 past WeChat's 5 s, so that WeChat re-delivers (an answer it no longer waits for is harmless; a
 "success" it still waits for would end its retries)."""
 
-LateSender = Callable[[Inbound], None]
-"""Schedules the customer-service delivery of an answer that missed the deadline."""
+LateSender = Callable[[Inbound, float], None]
+"""Schedules the customer-service delivery of an answer that missed the deadline (the message,
+and when it arrived)."""
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="answer")
 
@@ -191,7 +192,7 @@ def answer(
             )
             r.set(seen_key, LATE_MARK, ex=dedup_ttl)
             future.add_done_callback(lambda done: _store_late(r, writes, message, done, lock_key))
-            enqueue_late(message)
+            enqueue_late(message, arrived)
         else:
             log.warning(
                 "answer to %s not ready in %.1f s: keeping it for a re-delivery",
@@ -267,11 +268,13 @@ def _store_late(
     writes.send(r)
 
 
-def late_answer(r: redis.Redis, message: Inbound, services: Services) -> tuple[bool, Reply]:
+def late_answer(
+    r: redis.Redis, message: Inbound, services: Services, arrived: float | None = None
+) -> tuple[bool, Reply]:
     """For the late job: ``(True, answer)`` once there is one, ``(False, None)`` to wait.
 
     The answer is the one the web process stored or, when that process died before storing it
-    (its lock expired), a fresh one computed here.
+    (its lock expired), a fresh one computed here (:func:`recompute`).
     """
     stored = r.get(Keys.late(message.openid, message.delivery_id))
     if stored is not None:
@@ -281,4 +284,14 @@ def late_answer(r: redis.Redis, message: Inbound, services: Services) -> tuple[b
     log.warning(
         "late answer to %s was lost with its process: computing it again", message.delivery_id
     )
-    return True, compute(message, services)
+    return True, recompute(message, services, arrived)
+
+
+def recompute(message: Inbound, services: Services, arrived: float | None) -> Reply:
+    """Answer ``message`` outside its delivery (the late job), its writes behind the same
+    :func:`fence` as the delivery's when the time it ``arrived`` is known."""
+    writes = Writes(None if arrived is None else fence(message, arrived))
+    reply = compute(message, services.answering(writes))
+    writes.close_fence()
+    writes.send(services.redis)
+    return reply

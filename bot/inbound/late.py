@@ -45,10 +45,11 @@ def sender(client: redis.Redis) -> Callable[[Inbound], None]:
     """What the webhook calls when an answer misses the deadline: enqueue :func:`deliver_late`."""
     late_queue = worker.queue(client)
 
-    def enqueue(message: Inbound) -> None:
+    def enqueue(message: Inbound, arrived: float) -> None:
         late_queue.enqueue(
             "bot.inbound.late.deliver_late",
             message_fields(message),
+            arrived=arrived,
             retry=LATE_RETRY,
             job_id=f"late-{message.openid}-{message.delivery_id}".replace(":", "-"),
         )
@@ -61,8 +62,13 @@ def message_fields(message: Inbound) -> dict:
     return {**asdict(message), "fields": dict(message.fields)}
 
 
-def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS) -> str:
-    """Send the answer to the message ``fields`` describe, once; returns what happened."""
+def deliver_late(
+    fields: dict,
+    wait_seconds: float = delivery.LATE_GRACE_SECONDS,
+    arrived: float | None = None,
+) -> str:
+    """Send the answer to the message ``fields`` describe (which ``arrived`` then), once;
+    returns what happened."""
     bot = services.current()
     message = Inbound(**fields)
     r = bot.redis
@@ -70,13 +76,13 @@ def deliver_late(fields: dict, wait_seconds: float = delivery.LATE_GRACE_SECONDS
     if r.exists(sent_key):
         return "already sent"
     deadline = time.monotonic() + wait_seconds
-    ready, reply = delivery.late_answer(r, message, bot)
+    ready, reply = delivery.late_answer(r, message, bot, arrived)
     while not ready:
         if time.monotonic() > deadline:
-            ready, reply = True, delivery.compute(message, bot)
+            ready, reply = True, delivery.recompute(message, bot, arrived)
             break
         time.sleep(0.2)
-        ready, reply = delivery.late_answer(r, message, bot)
+        ready, reply = delivery.late_answer(r, message, bot, arrived)
     if reply is None:
         return "nothing to send"
     since = state.epoch(r)
