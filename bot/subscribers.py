@@ -36,7 +36,7 @@ import redis
 from bot import clock
 from bot.config import Config, Limits
 from bot.push import inflight
-from bot.state import Keys, durable, epoch
+from bot.state import Keys, durable, durably, epoch
 from bot.state.writes import Command, Writes, unless_after
 
 MESSAGE_WINDOW = 48 * 3600
@@ -95,14 +95,21 @@ without following again, and the follow comes first; a day is far longer than an
 
 
 def on_unfollow(r: redis.Redis, openid: str) -> None:
-    """Unfollowed: purge personal data and cancel queued (deferred) digests."""
-    since = epoch(r)
-    pipe = r.pipeline()
-    _purge(pipe, openid)
-    pipe.zrem(Keys.push_members(), openid)
-    pipe.set(Keys.gone(openid), f"{clock.now():.6f}", ex=GONE_SECONDS)
-    pipe.execute()
-    durable(r, since)  # a failover must not bring back who unfollowed (and push to them)
+    """Unfollowed: purge personal data and cancel queued (deferred) digests.
+
+    The purge is made again until the replicas hold it (:func:`bot.state.durably`): a failover
+    must not bring back who unfollowed (and push to them), and nobody can be asked to unfollow
+    again. :class:`bot.state.NotDurable` if they still do not after about 30 s.
+    """
+
+    def purge() -> None:
+        pipe = r.pipeline()
+        _purge(pipe, openid)
+        pipe.zrem(Keys.push_members(), openid)
+        pipe.set(Keys.gone(openid), f"{clock.now():.6f}", ex=GONE_SECONDS)
+        pipe.execute()
+
+    durably(r, purge)
     inflight.wait_for(r, openid)  # a digest already on its way lands before we go on
 
 

@@ -12,9 +12,11 @@ import time
 
 import fakeredis
 import pytest
+from redis.backoff import NoBackoff
 
 from bot import state, subscribers
-from bot.state import Keys, NotDurable
+from bot.simulator.wire import build_message
+from bot.state import Keys, NotDurable, connection
 from bot.state.replicated import Topology
 
 ALICE = "oAlice000000000000000000000"
@@ -172,6 +174,36 @@ def test_a_stop_no_replica_holds_is_not_confirmed(monkeypatch, config):
     subscribers.on_follow(fake.r, ALICE)
     with pytest.raises(NotDurable):
         subscribers.answer_command(fake.r, ALICE, ("stop", "zh", ""), config)
+
+
+def test_an_unfollow_is_purged_again_until_the_replicas_hold_it(monkeypatch):
+    """Nobody can be asked to unfollow again: the purge is made again, on whichever primary is
+    current, until it is vouched for (a split brain's old primary woke, a replica not back)."""
+    fake = Replicas(monkeypatch, acknowledge=True)
+    monkeypatch.setattr(connection.DURABLY_RETRY, "_backoff", NoBackoff())
+    answers = iter([(0, 2), (1, 2), (2, 2)])
+    monkeypatch.setattr(connection, "_acknowledged", lambda client: next(answers))
+    subscribers.on_follow(fake.r, ALICE)
+    purges = []
+    original = subscribers._purge
+    monkeypatch.setattr(subscribers, "_purge", lambda pipe, openid: (
+        purges.append(openid), original(pipe, openid)))
+    subscribers.on_unfollow(fake.r, ALICE)
+    assert purges == [ALICE] * 3  # made again after each refusal
+    assert not fake.r.exists(Keys.user(ALICE)) and fake.r.exists(Keys.gone(ALICE))
+
+
+def test_an_unfollow_never_vouched_for_is_logged_not_apologised_for(
+    monkeypatch, wechat, caplog
+):
+    monkeypatch.setattr(connection, "replicated", lambda client: True)
+    monkeypatch.setattr(connection, "_acknowledged", lambda client: (0, 1))
+    monkeypatch.setattr(connection.DURABLY_RETRY, "_retries", 1)
+    monkeypatch.setattr(connection.DURABLY_RETRY, "_backoff", NoBackoff())
+    unfollow = build_message("event", ALICE, Event="unsubscribe")
+    with caplog.at_level("ERROR"):
+        assert wechat.reply(unfollow, ALICE).kind == "none"  # no apology: nobody would read it
+    assert f"unfollow of {ALICE} not vouched for" in caplog.text
 
 
 def test_reservations_no_replica_holds_are_given_back(monkeypatch, config):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from bot import subscribers, tally, unanswered, worker
 from bot.push import receipts, visits
-from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys
+from bot.state import EVENT_LOG_LENGTH, SESSION_TTL, Keys, NotDurable
 from bot.state.writes import Command, Writes
 from bot.wechat.message import MESSAGE_KINDS, TEXT_LIMIT_BYTES, Inbound, Reply, Text, fit_text
 
@@ -312,8 +312,15 @@ def remember_scene(services: Services, openid: str, scene: str) -> None:
 
 @registry.event("unsubscribe")
 def unsubscribe(message: Inbound, services: Services) -> Reply:
-    """Unfollowed: purge everything the bot keeps about this subscriber, cancel queued sends."""
-    subscribers.on_unfollow(services.redis, message.openid)
+    """Unfollowed: purge everything the bot keeps about this subscriber, cancel queued sends.
+
+    Nothing to say, even when the purge could not be made to survive a failover (an apology
+    would reach nobody): that is logged as an error, for the operator.
+    """
+    try:
+        subscribers.on_unfollow(services.redis, message.openid)
+    except NotDurable as exc:
+        log.error("unfollow of %s not vouched for by the replicas: %s", message.openid, exc)
     with services.later() as batch:
         tally.count(batch, "unfollows")
     return None

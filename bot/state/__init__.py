@@ -10,7 +10,15 @@
 - ``timebase``    one virtual time for every process of a simulation
 """
 
-from bot.state.connection import NotDurable, bulk, bytes_client, connect, durable, epoch
+from bot.state.connection import (
+    NotDurable,
+    bulk,
+    bytes_client,
+    connect,
+    durable,
+    durably,
+    epoch,
+)
 from bot.state.embedded import (
     embedded_url,
     ensure_embedded,
@@ -34,6 +42,7 @@ __all__ = [
     "connect",
     "drop_if_same",
     "durable",
+    "durably",
     "embedded_url",
     "epoch",
     "ensure_embedded",

@@ -15,8 +15,9 @@ embedded one, a plain URL) it does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 import redis
@@ -25,6 +26,10 @@ from redis.retry import Retry
 from redis.sentinel import SentinelManagedConnection
 
 from bot.state.keys import Keys
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40)
 """How a Sentinel client retries a command through a failover (about 30 s in all)."""
@@ -42,6 +47,11 @@ class NotDurable(redis.ConnectionError):
 
     A connection error, so whoever retries those (an RQ job, the client's retry) retries this.
     """
+
+
+DURABLY_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8)
+"""How :func:`durably` makes writes again that were not vouched for: the failover retry's
+back-off, 8 times (with each try's waits, about 30 s: the client's own ride through a failover)."""
 
 
 SENTINEL_SCHEME = "redis+sentinel://"
@@ -158,6 +168,25 @@ def durable(client: redis.Redis, since: int) -> None:
         raise NotDurable(f"{acknowledged} of {replicas} replicas acknowledged within "
                          f"{DURABLE_TRIES * DURABLE_WAIT_MS} ms: the writes may not survive a "
                          "failover")
+
+
+def durably(client: redis.Redis, write: Callable[[], T]) -> T:
+    """Make ``write`` (writes that may be made twice) and return once :func:`durable` vouches for
+    them; made again, on whichever primary is current, while it does not (:data:`DURABLY_RETRY`),
+    then :class:`NotDurable`. For writes with nobody to tell to try again (an unfollow)."""
+
+    def attempt() -> T:
+        since = epoch(client)
+        result = write()
+        durable(client, since)
+        return result
+
+    def failed(error: Exception) -> None:
+        log.warning("writes not vouched for, made again: %s", error)
+
+    return DURABLY_RETRY.call_with_retry(
+        attempt, failed, is_retryable=lambda error: isinstance(error, NotDurable)
+    )
 
 
 def _acknowledged(client: redis.Redis) -> tuple[int, int]:
