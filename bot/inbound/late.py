@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 
 import redis
@@ -41,7 +40,7 @@ SENT_TTL = 2 * 86400
 """How long the mark of a sent late answer is kept (longer than any re-delivery)."""
 
 
-def sender(client: redis.Redis) -> Callable[[Inbound], None]:
+def sender(client: redis.Redis) -> delivery.LateSender:
     """What the webhook calls when an answer misses the deadline: enqueue :func:`deliver_late`."""
     late_queue = worker.queue(client)
 
