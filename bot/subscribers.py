@@ -78,11 +78,11 @@ def on_follow(r: redis.Redis, openid: str, scene: str = "", digests: bool = True
     if scene:
         fields["scene"] = scene
     key = Keys.user(openid)
-    batch = Writes()
+    batch = Writes(fence=(Keys.gone(openid), now))
     batch.hset(key, mapping=fields)
     batch.hsetnx(key, "digests", "on" if digests else "off")
     batch.zadd(Keys.push_members(), {openid: now})
-    batch.commands = unless_after(Keys.gone(openid), now, batch.commands)
+    batch.close_fence()
     batch.send(r)
 
 

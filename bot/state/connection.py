@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-FAILOVER_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40)
+FAILOVER_BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+"""The pause between tries through a failover: 50 ms, doubling, at most 1 s."""
+
+FAILOVER_RETRY = Retry(FAILOVER_BACKOFF, retries=40)
 """How a Sentinel client retries a command through a failover (about 30 s in all)."""
 
 DURABLE_WAIT_MS = 1000
@@ -49,7 +52,7 @@ class NotDurable(redis.ConnectionError):
     """
 
 
-DURABLY_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8)
+DURABLY_RETRY = Retry(FAILOVER_BACKOFF, retries=8)
 """How :func:`durably` makes writes again that were not vouched for: the failover retry's
 back-off, 8 times (with each try's waits, about 30 s: the client's own ride through a failover)."""
 
